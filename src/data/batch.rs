@@ -1,0 +1,83 @@
+use candle_core::Tensor;
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+/// One batch: inputs and the targets of each task, by task name.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Inputs, normalised, on the training device.
+    pub inputs: Tensor,
+    /// `(task name, target)` pairs.
+    pub targets: Vec<(String, Tensor)>,
+}
+
+impl Batch {
+    /// The target of task `name`.
+    pub fn target(&self, name: &str) -> Option<&Tensor> {
+        self.targets.iter().find(|(t, _)| t == name).map(|(_, v)| v)
+    }
+
+    /// Number of samples in the batch.
+    pub fn len(&self) -> usize {
+        self.inputs.dims().first().copied().unwrap_or(0)
+    }
+
+    /// True for an empty batch.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Indices `0..len` shuffled by `rng` and cut into batches of `batch_size`; the last, shorter
+/// batch is kept unless `drop_last`. The same generator state gives the same batches.
+pub fn shuffled_batches(
+    len: usize,
+    batch_size: usize,
+    drop_last: bool,
+    rng: &mut impl Rng,
+) -> Vec<Vec<u32>> {
+    let mut order: Vec<u32> = (0..len as u32).collect();
+    order.shuffle(rng);
+    cut(order, batch_size, drop_last)
+}
+
+/// Indices `0..len` in order, cut into batches of `batch_size` (the last may be shorter).
+pub fn sequential_batches(len: usize, batch_size: usize) -> Vec<Vec<u32>> {
+    cut((0..len as u32).collect(), batch_size, false)
+}
+
+fn cut(order: Vec<u32>, batch_size: usize, drop_last: bool) -> Vec<Vec<u32>> {
+    let batch_size = batch_size.max(1);
+    order
+        .chunks(batch_size)
+        .filter(|c| !drop_last || c.len() == batch_size)
+        .map(<[u32]>::to_vec)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn seeded_shuffle_is_a_reproducible_permutation() {
+        let a = shuffled_batches(10, 3, false, &mut ChaCha8Rng::seed_from_u64(4));
+        let b = shuffled_batches(10, 3, false, &mut ChaCha8Rng::seed_from_u64(4));
+        assert_eq!(a, b);
+        assert_eq!(a.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 3, 1]);
+        let mut all: Vec<u32> = a.concat();
+        assert_ne!(all, (0..10).collect::<Vec<_>>());
+        all.sort();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        assert_eq!(
+            shuffled_batches(10, 3, true, &mut ChaCha8Rng::seed_from_u64(4)).len(),
+            3
+        );
+        assert_eq!(
+            sequential_batches(5, 2),
+            vec![vec![0, 1], vec![2, 3], vec![4]]
+        );
+    }
+}

@@ -1,0 +1,159 @@
+use candle_core::Tensor;
+
+use super::SharedEncoder;
+use crate::error::{Error, Result};
+use crate::layers::{Conv2d, Dense};
+use crate::params::ParamPath;
+
+/// Configuration of a [`ConvNet`] encoder.
+///
+/// | field | default | meaning |
+/// |---|---|---|
+/// | `in_channels` | 1 | image channels (1 grey, 3 RGB) |
+/// | `height`, `width` | 28, 28 | image size |
+/// | `channels` | `[32, 64]` | output channels of each conv 3x3 (padding 1) + ReLU + max-pool 2 stage |
+/// | `hidden` | 128 | size of the final linear layer (+ ReLU): the representation size |
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvNetConfig {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Input height in pixels.
+    pub height: usize,
+    /// Input width in pixels.
+    pub width: usize,
+    /// Channels of each convolution stage.
+    pub channels: Vec<usize>,
+    /// Width of the final fully connected layer.
+    pub hidden: usize,
+}
+
+impl Default for ConvNetConfig {
+    fn default() -> Self {
+        Self {
+            in_channels: 1,
+            height: 28,
+            width: 28,
+            channels: vec![32, 64],
+            hidden: 128,
+        }
+    }
+}
+
+/// The classic small CNN: per stage conv 3x3 (padding 1) / ReLU / max-pool 2x2, then flatten,
+/// linear to `hidden`, ReLU.
+///
+/// With the defaults on 1x28x28 images this is conv 1->32, pool, conv 32->64, pool,
+/// linear 3136->128: the shared feature extractor of PyTorch's "MultiTaskNet" MNIST example.
+/// Input `(N, in_channels, height, width)`, output `(N, hidden)`. Parameters:
+/// `encoder.conv<i>.{weight,bias}` and `encoder.fc.{weight,bias}`.
+#[derive(Debug, Clone)]
+pub struct ConvNet {
+    convs: Vec<Conv2d>,
+    fc: Dense,
+    input_shape: [usize; 3],
+}
+
+impl ConvNet {
+    /// Builds the encoder's parameters under `path`; refuses images too small for the stages.
+    pub fn new(config: &ConvNetConfig, path: &ParamPath) -> Result<Self> {
+        if config.channels.is_empty() {
+            return Err(Error::config(
+                "ConvNetConfig::channels",
+                "[]",
+                "needs at least one convolution stage",
+            ));
+        }
+        let mut convs = Vec::with_capacity(config.channels.len());
+        let (mut c, mut h, mut w) = (config.in_channels, config.height, config.width);
+        for (i, &out) in config.channels.iter().enumerate() {
+            let conv = Conv2d::new(c, out, 3, 1, 1, &path.pp(&format!("conv{i}")))?;
+            let (ch, cw) = (conv.output_size(h), conv.output_size(w));
+            match (ch, cw) {
+                (Some(ch), Some(cw)) if ch >= 2 && cw >= 2 => {
+                    h = ch / 2;
+                    w = cw / 2;
+                }
+                _ => {
+                    return Err(Error::config(
+                        "ConvNetConfig image size",
+                        format!("{}x{}", config.height, config.width),
+                        format!(
+                            "too small for {} conv + pool stages (stage {i} sees {h}x{w})",
+                            config.channels.len()
+                        ),
+                    ))
+                }
+            }
+            convs.push(conv);
+            c = out;
+        }
+        let fc = Dense::new(c * h * w, config.hidden, &path.pp("fc"))?;
+        Ok(Self {
+            convs,
+            fc,
+            input_shape: [config.in_channels, config.height, config.width],
+        })
+    }
+}
+
+impl SharedEncoder for ConvNet {
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> Result<Tensor> {
+        let dims = xs.dims();
+        if dims.len() != 4 || dims[1..] != self.input_shape {
+            return Err(Error::DataMismatch(format!(
+                "ConvNet expects inputs of shape (N, {}, {}, {}), got {:?}",
+                self.input_shape[0], self.input_shape[1], self.input_shape[2], dims
+            )));
+        }
+        let mut h = xs.clone();
+        for conv in &self.convs {
+            h = conv.forward(&h)?.relu()?.max_pool2d(2)?;
+        }
+        Ok(self.fc.forward(&h.flatten_from(1)?)?.relu()?)
+    }
+
+    fn output_dim(&self) -> usize {
+        self.fc.out_dim()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::ParamStore;
+    use candle_core::{DType, Device};
+
+    #[test]
+    fn default_config_is_the_classic_model() -> Result<()> {
+        let store = ParamStore::new(&Device::Cpu, 0);
+        let net = ConvNet::new(&ConvNetConfig::default(), &store.path("encoder"))?;
+        assert_eq!(store.count("encoder.fc.weight"), 3136 * 128);
+        let x = Tensor::zeros((2, 1, 28, 28), DType::F32, &Device::Cpu)?;
+        assert_eq!(net.forward_t(&x, true)?.dims(), &[2, 128]);
+        Ok(())
+    }
+
+    #[test]
+    fn odd_sizes_and_rgb_work_and_tiny_images_are_refused() -> Result<()> {
+        let store = ParamStore::new(&Device::Cpu, 0);
+        let cfg = ConvNetConfig {
+            in_channels: 3,
+            height: 32,
+            width: 30,
+            ..Default::default()
+        };
+        let net = ConvNet::new(&cfg, &store.path("encoder"))?;
+        let x = Tensor::zeros((1, 3, 32, 30), DType::F32, &Device::Cpu)?;
+        assert_eq!(net.forward_t(&x, false)?.dims(), &[1, 128]);
+        let bad = Tensor::zeros((1, 1, 32, 30), DType::F32, &Device::Cpu)?;
+        assert!(net.forward_t(&bad, false).is_err());
+        let tiny = ConvNetConfig {
+            height: 3,
+            width: 3,
+            ..Default::default()
+        };
+        let err = ConvNet::new(&tiny, &ParamStore::new(&Device::Cpu, 0).path("e")).unwrap_err();
+        assert!(err.to_string().contains("3x3"), "{err}");
+        Ok(())
+    }
+}

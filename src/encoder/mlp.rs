@@ -1,0 +1,66 @@
+use candle_core::Tensor;
+
+use super::SharedEncoder;
+use crate::error::Result;
+use crate::layers::{Activation, DenseStack};
+use crate::params::ParamPath;
+
+/// Configuration of an [`Mlp`] encoder.
+///
+/// | field | default | meaning |
+/// |---|---|---|
+/// | `input_dim` | 784 | features per sample (inputs of more dimensions are flattened) |
+/// | `hidden` | `[256, 128]` | width of each layer; the last one is the output size |
+/// | `activation` | ReLU | applied after every layer, the last included |
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlpConfig {
+    /// Number of input features.
+    pub input_dim: usize,
+    /// Layer widths; the last is the representation size.
+    pub hidden: Vec<usize>,
+    /// Non-linearity after each layer.
+    pub activation: Activation,
+}
+
+impl Default for MlpConfig {
+    fn default() -> Self {
+        Self {
+            input_dim: 784,
+            hidden: vec![256, 128],
+            activation: Activation::Relu,
+        }
+    }
+}
+
+/// A multi-layer perceptron encoder: `(N, ...)` is flattened to `(N, input_dim)` and mapped to
+/// `(N, hidden.last())`. Parameters: `encoder.layer<i>.{weight,bias}`.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    stack: DenseStack,
+}
+
+impl Mlp {
+    /// Builds the encoder's parameters under `path`.
+    pub fn new(config: &MlpConfig, path: &ParamPath) -> Result<Self> {
+        let mut widths = vec![config.input_dim];
+        widths.extend_from_slice(&config.hidden);
+        Ok(Self {
+            stack: DenseStack::new(&widths, config.activation, true, path)?,
+        })
+    }
+}
+
+impl SharedEncoder for Mlp {
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> Result<Tensor> {
+        let xs = if xs.rank() > 2 {
+            xs.flatten_from(1)?
+        } else {
+            xs.clone()
+        };
+        self.stack.forward(&xs)
+    }
+
+    fn output_dim(&self) -> usize {
+        self.stack.out_dim()
+    }
+}

@@ -1,0 +1,68 @@
+use candle_core::{Module, Tensor};
+
+use crate::error::{Error, Result};
+use crate::params::ParamPath;
+
+/// A 2-D convolution with square kernels, initialised as PyTorch's `nn.Conv2d`
+/// (weight and bias from U(-1/sqrt(fan_in), 1/sqrt(fan_in)), `fan_in = in_channels * k * k`).
+///
+/// Shapes: input `(N, C_in, H, W)`, output `(N, C_out, H', W')` with
+/// `H' = (H + 2 * padding - kernel) / stride + 1`.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    inner: candle_nn::Conv2d,
+    kernel: usize,
+    padding: usize,
+    stride: usize,
+}
+
+impl Conv2d {
+    /// Creates the layer's parameters under `path`.
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        padding: usize,
+        stride: usize,
+        path: &ParamPath,
+    ) -> Result<Self> {
+        if in_channels == 0 || out_channels == 0 || kernel == 0 || stride == 0 {
+            return Err(Error::config(
+                path.full_name("shape"),
+                format!("in={in_channels} out={out_channels} kernel={kernel} stride={stride}"),
+                "channels, kernel and stride must be positive",
+            ));
+        }
+        let fan_in = in_channels * kernel * kernel;
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        let weight = path.uniform(
+            "weight",
+            &[out_channels, in_channels, kernel, kernel],
+            bound,
+        )?;
+        let bias = path.uniform("bias", &[out_channels], bound)?;
+        let config = candle_nn::Conv2dConfig {
+            padding,
+            stride,
+            ..Default::default()
+        };
+        Ok(Self {
+            inner: candle_nn::Conv2d::new(weight, Some(bias), config),
+            kernel,
+            padding,
+            stride,
+        })
+    }
+
+    /// Spatial output size for an input of size `size`, or `None` when the kernel does not fit.
+    pub fn output_size(&self, size: usize) -> Option<usize> {
+        (size + 2 * self.padding)
+            .checked_sub(self.kernel)
+            .map(|s| s / self.stride + 1)
+    }
+
+    /// Applies the convolution.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        Ok(self.inner.forward(xs)?)
+    }
+}

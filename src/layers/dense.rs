@@ -1,0 +1,114 @@
+use candle_core::{Module, Tensor};
+
+use super::Activation;
+use crate::error::{Error, Result};
+use crate::params::ParamPath;
+
+/// A fully connected layer `y = x W^T + b`, initialised as PyTorch's `nn.Linear`:
+/// weight and bias from U(-1/sqrt(in), 1/sqrt(in)).
+///
+/// Shapes: input `(..., in)`, output `(..., out)`. Parameters: `<path>.weight` `(out, in)` and
+/// `<path>.bias` `(out)`.
+#[derive(Debug, Clone)]
+pub struct Dense {
+    inner: candle_nn::Linear,
+    in_dim: usize,
+    out_dim: usize,
+}
+
+impl Dense {
+    /// Creates the layer's parameters under `path`.
+    pub fn new(in_dim: usize, out_dim: usize, path: &ParamPath) -> Result<Self> {
+        if in_dim == 0 || out_dim == 0 {
+            return Err(Error::config(
+                path.full_name("shape"),
+                format!("{in_dim}x{out_dim}"),
+                "a dense layer needs at least one input and one output",
+            ));
+        }
+        let bound = 1.0 / (in_dim as f64).sqrt();
+        let weight = path.uniform("weight", &[out_dim, in_dim], bound)?;
+        let bias = path.uniform("bias", &[out_dim], bound)?;
+        Ok(Self {
+            inner: candle_nn::Linear::new(weight, Some(bias)),
+            in_dim,
+            out_dim,
+        })
+    }
+
+    /// Input size.
+    pub fn in_dim(&self) -> usize {
+        self.in_dim
+    }
+
+    /// Output size.
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
+    }
+
+    /// Applies the layer.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        Ok(self.inner.forward(xs)?)
+    }
+}
+
+/// Dense layers with an activation after each one; optionally none after the last.
+///
+/// Used by the [`Mlp`](crate::encoder::Mlp) encoder and the [`MlpHead`](crate::head::MlpHead).
+#[derive(Debug, Clone)]
+pub struct DenseStack {
+    layers: Vec<Dense>,
+    activation: Activation,
+    activate_last: bool,
+}
+
+impl DenseStack {
+    /// Layers `widths[0] -> widths[1] -> ...`, named `<path>.layer0`, `<path>.layer1`, ...
+    pub fn new(
+        widths: &[usize],
+        activation: Activation,
+        activate_last: bool,
+        path: &ParamPath,
+    ) -> Result<Self> {
+        if widths.len() < 2 {
+            return Err(Error::config(
+                path.full_name("widths"),
+                format!("{widths:?}"),
+                "needs an input width and at least one layer width",
+            ));
+        }
+        let layers = widths
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| Dense::new(w[0], w[1], &path.pp(&format!("layer{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            layers,
+            activation,
+            activate_last,
+        })
+    }
+
+    /// Input size of the first layer.
+    pub fn in_dim(&self) -> usize {
+        self.layers[0].in_dim()
+    }
+
+    /// Output size of the last layer.
+    pub fn out_dim(&self) -> usize {
+        self.layers[self.layers.len() - 1].out_dim()
+    }
+
+    /// Applies every layer in turn.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let last = self.layers.len() - 1;
+        let mut h = xs.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = layer.forward(&h)?;
+            if i < last || self.activate_last {
+                h = self.activation.apply(&h)?;
+            }
+        }
+        Ok(h)
+    }
+}

@@ -1,0 +1,186 @@
+//! Parameters named by path and initialised from the crate's own seeded generator.
+//!
+//! candle cannot seed its CPU random generator, so layers built through
+//! `candle_nn::VarBuilder` start from different weights on every run. [`ParamStore`] creates
+//! every parameter itself, from a ChaCha generator seeded by the caller, always on the CPU
+//! (so a seed gives the same initial weights on every device) and then moves it to the model's
+//! device. Parameters are registered in a [`VarMap`] under dotted paths such as
+//! `encoder.conv1.weight` or `heads.digit.linear.bias`.
+
+use std::sync::Mutex;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+
+/// Owns every trainable parameter of a model, by name.
+pub struct ParamStore {
+    varmap: VarMap,
+    rng: Mutex<ChaCha8Rng>,
+    device: Device,
+}
+
+impl ParamStore {
+    /// A store whose parameters live on `device`, initialised from `seed`.
+    pub fn new(device: &Device, seed: u64) -> Self {
+        Self {
+            varmap: VarMap::new(),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+            device: device.clone(),
+        }
+    }
+
+    /// The device parameters are placed on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A handle that creates parameters under `prefix` (dotted path, may be empty).
+    pub fn path(&self, prefix: &str) -> ParamPath<'_> {
+        ParamPath {
+            store: self,
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// The underlying candle `VarMap` (for `save`/`load` of the weights).
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// All parameters as `(name, var)`, sorted by name: a fixed order, unlike `VarMap::all_vars`.
+    pub fn named_vars(&self) -> Vec<(String, Var)> {
+        let data = match self.varmap.data().lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut vars: Vec<(String, Var)> =
+            data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
+    }
+
+    /// Number of scalar parameters whose name starts with `prefix`.
+    pub fn count(&self, prefix: &str) -> usize {
+        self.named_vars()
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, v)| v.elem_count())
+            .sum()
+    }
+
+    fn register(&self, name: String, value: Tensor) -> Result<Tensor> {
+        let var = Var::from_tensor(&value.to_device(&self.device)?)?;
+        let mut data = match self.varmap.data().lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if data.contains_key(&name) {
+            return Err(Error::config(
+                "parameter name",
+                &name,
+                "is defined twice; give each layer a distinct path",
+            ));
+        }
+        let tensor = var.as_tensor().clone();
+        data.insert(name, var);
+        Ok(tensor)
+    }
+
+    fn uniform_values(&self, n: usize, bound: f64) -> Vec<f32> {
+        let mut rng = match self.rng.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let bound = bound as f32;
+        (0..n).map(|_| rng.random_range(-bound..=bound)).collect()
+    }
+}
+
+/// Creates parameters under a dotted path of a [`ParamStore`]; see [`ParamPath::pp`].
+#[derive(Clone)]
+pub struct ParamPath<'a> {
+    store: &'a ParamStore,
+    prefix: String,
+}
+
+impl<'a> ParamPath<'a> {
+    /// A sub-path: `encoder` then `pp("conv1")` gives `encoder.conv1`.
+    pub fn pp(&self, name: &str) -> ParamPath<'a> {
+        ParamPath {
+            store: self.store,
+            prefix: self.full_name(name),
+        }
+    }
+
+    /// The full dotted name of `name` under this path.
+    pub fn full_name(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{}", self.prefix, name)
+        }
+    }
+
+    /// The device parameters are created on.
+    pub fn device(&self) -> &Device {
+        self.store.device()
+    }
+
+    /// A parameter drawn from U(-bound, bound), the rule PyTorch uses by default for linear and
+    /// convolution layers with `bound = 1/sqrt(fan_in)`.
+    pub fn uniform(&self, name: &str, shape: &[usize], bound: f64) -> Result<Tensor> {
+        if !(bound.is_finite() && bound >= 0.0) {
+            return Err(Error::config(
+                self.full_name(name),
+                bound,
+                "initialisation bound must be finite and >= 0",
+            ));
+        }
+        let n: usize = shape.iter().product();
+        let values = self.store.uniform_values(n, bound);
+        let t = Tensor::from_vec(values, shape, &Device::Cpu)?;
+        self.store.register(self.full_name(name), t)
+    }
+
+    /// A parameter filled with `value`.
+    pub fn constant(&self, name: &str, shape: &[usize], value: f64) -> Result<Tensor> {
+        let t = (Tensor::ones(shape, DType::F32, &Device::Cpu)? * value)?;
+        self.store.register(self.full_name(name), t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_values_and_sorted_names() -> Result<()> {
+        let a = ParamStore::new(&Device::Cpu, 7);
+        let b = ParamStore::new(&Device::Cpu, 7);
+        let ta = a.path("enc").uniform("w", &[3, 4], 0.5)?;
+        let tb = b.path("enc").uniform("w", &[3, 4], 0.5)?;
+        assert_eq!(ta.to_vec2::<f32>()?, tb.to_vec2::<f32>()?);
+        a.path("enc").pp("z").constant("b", &[2], 0.0)?;
+        a.path("a").constant("b", &[2], 1.0)?;
+        let names: Vec<String> = a.named_vars().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, vec!["a.b", "enc.w", "enc.z.b"]);
+        assert_eq!(a.count("enc"), 14);
+        Ok(())
+    }
+
+    #[test]
+    fn values_stay_within_bound_and_duplicates_are_refused() -> Result<()> {
+        let s = ParamStore::new(&Device::Cpu, 1);
+        let t = s.path("").uniform("w", &[1000], 0.1)?;
+        let v = t.to_vec1::<f32>()?;
+        assert!(v.iter().all(|x| x.abs() <= 0.1));
+        assert!(v.iter().any(|x| *x > 0.05) && v.iter().any(|x| *x < -0.05));
+        let err = s.path("").uniform("w", &[2], 0.1).unwrap_err();
+        assert!(err.to_string().contains("'w'") || err.to_string().contains("w"));
+        Ok(())
+    }
+}

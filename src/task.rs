@@ -1,0 +1,155 @@
+//! Tasks: a name, a loss and the metrics reported for it.
+//!
+//! A task pairs a [`TaskHead`](crate::head::TaskHead) (added through
+//! [`MultiTaskModelBuilder::task`](crate::model::MultiTaskModelBuilder::task)) with a
+//! [`TaskSpec`]: the loss it is trained on and the metrics it is evaluated with.
+
+use candle_core::{DType, Tensor};
+
+use crate::error::{Error, Result};
+use crate::metrics::Metric;
+
+/// The training loss of a task. Every loss is the mean over the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    /// Softmax cross-entropy on logits `(N, C)` against class indices `(N,)` (u32).
+    CrossEntropy,
+    /// Negative log-likelihood on log-probabilities `(N, C)` (for example a head followed by
+    /// log-softmax) against class indices `(N,)`.
+    Nll,
+    /// Mean squared error against real targets of the prediction's shape, or `(N,)` for a
+    /// prediction `(N, 1)`.
+    Mse,
+    /// Mean absolute error (L1), targets as for [`Loss::Mse`].
+    L1,
+}
+
+impl Loss {
+    /// True for losses whose targets are class indices.
+    pub fn is_classification(self) -> bool {
+        matches!(self, Loss::CrossEntropy | Loss::Nll)
+    }
+
+    /// The loss of `pred` against `target` for task `task` (named in errors).
+    pub fn compute(self, task: &str, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+        if self.is_classification() {
+            check_class_shapes(task, pred, target)?;
+            let target = target.to_dtype(DType::U32)?;
+            Ok(match self {
+                Loss::CrossEntropy => candle_nn::loss::cross_entropy(pred, &target)?,
+                _ => candle_nn::loss::nll(pred, &target)?,
+            })
+        } else {
+            let pred = match_regression_shape(task, pred, target)?;
+            let target = target.to_dtype(pred.dtype())?;
+            let diff = (pred - target)?;
+            Ok(match self {
+                Loss::Mse => diff.sqr()?.mean_all()?,
+                _ => diff.abs()?.mean_all()?,
+            })
+        }
+    }
+}
+
+pub(crate) fn check_class_shapes(task: &str, pred: &Tensor, target: &Tensor) -> Result<()> {
+    let (pd, td) = (pred.dims(), target.dims());
+    if pd.len() != 2 || td.len() != 1 || pd[0] != td[0] {
+        return Err(Error::DataMismatch(format!(
+            "task '{task}': classification needs predictions (N, C) and class indices (N,), \
+             got predictions {pd:?} and targets {td:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Brings a regression prediction to the target's shape: `(N, 1)` against `(N,)` is squeezed.
+pub(crate) fn match_regression_shape(task: &str, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+    let (pd, td) = (pred.dims(), target.dims());
+    if pd == td {
+        return Ok(pred.clone());
+    }
+    if pd.len() == 2 && pd[1] == 1 && td.len() == 1 && pd[0] == td[0] {
+        return Ok(pred.squeeze(1)?);
+    }
+    Err(Error::DataMismatch(format!(
+        "task '{task}': regression predictions {pd:?} do not match targets {td:?}"
+    )))
+}
+
+/// What a task is trained on and evaluated with; its head is given separately.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSpec {
+    /// Unique task name; also the parameter path `heads.<name>` and the dataset target name.
+    pub name: String,
+    /// Training loss.
+    pub loss: Loss,
+    /// Metrics reported by evaluation, the first being the task's main metric.
+    pub metrics: Vec<Metric>,
+}
+
+impl TaskSpec {
+    /// Classification: cross-entropy loss, accuracy metric.
+    pub fn classification(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            loss: Loss::CrossEntropy,
+            metrics: vec![Metric::Accuracy],
+        }
+    }
+
+    /// Regression: MSE loss; MAE, MSE and RMSE metrics (MAE the main one).
+    pub fn regression(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            loss: Loss::Mse,
+            metrics: vec![Metric::Mae, Metric::Mse, Metric::Rmse],
+        }
+    }
+
+    /// Replaces the loss.
+    pub fn with_loss(mut self, loss: Loss) -> Self {
+        self.loss = loss;
+        self
+    }
+
+    /// Replaces the metrics.
+    pub fn with_metrics(mut self, metrics: Vec<Metric>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_abs_diff_eq;
+    use candle_core::Device;
+
+    #[test]
+    fn losses_match_hand_computed_values() -> Result<()> {
+        let dev = Device::Cpu;
+        let pred = Tensor::new(&[[1.0f32], [3.0]], &dev)?;
+        let target = Tensor::new(&[2.0f32, 1.0], &dev)?;
+        let mse = Loss::Mse.compute("r", &pred, &target)?.to_scalar::<f32>()?;
+        assert_abs_diff_eq!(mse, 2.5, epsilon = 1e-6);
+        let l1 = Loss::L1.compute("r", &pred, &target)?.to_scalar::<f32>()?;
+        assert_abs_diff_eq!(l1, 1.5, epsilon = 1e-6);
+        let logits = Tensor::new(&[[0.0f32, 0.0], [10.0, 0.0]], &dev)?;
+        let classes = Tensor::new(&[1u32, 0], &dev)?;
+        let ce = Loss::CrossEntropy
+            .compute("c", &logits, &classes)?
+            .to_scalar::<f32>()?;
+        let expected = (2f32.ln() + (1.0 + (-10f32).exp()).ln()) / 2.0;
+        assert_abs_diff_eq!(ce, expected, epsilon = 1e-5);
+        Ok(())
+    }
+
+    #[test]
+    fn shape_mismatch_names_the_task() {
+        let dev = Device::Cpu;
+        let pred = Tensor::zeros((4, 2), DType::F32, &dev).unwrap();
+        let target = Tensor::zeros(3, DType::F32, &dev).unwrap();
+        let err = Loss::Mse.compute("age", &pred, &target).unwrap_err();
+        assert!(err.to_string().contains("'age'"), "{err}");
+    }
+}

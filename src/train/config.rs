@@ -1,0 +1,74 @@
+use crate::error::{Error, Result};
+use crate::grad::GradientSource;
+use crate::optim::OptimizerConfig;
+use crate::weighting::InputMode;
+
+/// How a multi-input epoch ends when the tasks' datasets differ in size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EpochLength {
+    /// Run until the largest dataset is used up; smaller ones restart (reshuffled).
+    #[default]
+    CycleShorter,
+    /// Stop when the smallest dataset is used up.
+    StopAtShortest,
+}
+
+/// Configuration of a [`Trainer`](super::Trainer), validated when the trainer is built.
+///
+/// | field | default | meaning |
+/// |---|---|---|
+/// | `optimizer` | Adam, lr 1e-3 | optimiser and its hyper-parameters |
+/// | `batch_size` | 64 | training batch size (per task in multi-input mode) |
+/// | `eval_batch_size` | 500 | evaluation batch size |
+/// | `seed` | 0 | seeds the data order and the strategy's generator |
+/// | `input_mode` | single input | one batch for all tasks, or one per task |
+/// | `gradient_source` | `None` | per-task gradients to compute; `None` lets a gradient-based strategy pick its preferred one |
+/// | `epoch_length` | cycle shorter | multi-input epochs over datasets of different sizes |
+/// | `drop_last` | false | drop the last, incomplete training batch |
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainerConfig {
+    /// Optimiser.
+    pub optimizer: OptimizerConfig,
+    /// Training batch size.
+    pub batch_size: usize,
+    /// Evaluation batch size.
+    pub eval_batch_size: usize,
+    /// Seed of the data order and the weighting strategy.
+    pub seed: u64,
+    /// Single- or multi-input training.
+    pub input_mode: InputMode,
+    /// Where per-task gradients are taken, for gradient-based strategies.
+    pub gradient_source: Option<GradientSource>,
+    /// Multi-input epoch length policy.
+    pub epoch_length: EpochLength,
+    /// Drop the last incomplete batch of an epoch.
+    pub drop_last: bool,
+}
+
+impl Default for TrainerConfig {
+    fn default() -> Self {
+        Self {
+            optimizer: OptimizerConfig::default(),
+            batch_size: 64,
+            eval_batch_size: 500,
+            seed: 0,
+            input_mode: InputMode::SingleInput,
+            gradient_source: None,
+            epoch_length: EpochLength::CycleShorter,
+            drop_last: false,
+        }
+    }
+}
+
+impl TrainerConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::config("batch_size", 0, "must be at least 1"));
+        }
+        if self.eval_batch_size == 0 {
+            return Err(Error::config("eval_batch_size", 0, "must be at least 1"));
+        }
+        self.optimizer.validate()
+    }
+}

@@ -1,0 +1,66 @@
+//! Training: the [`MultiTaskTrainer`] trait and the built-in [`Trainer`].
+
+mod config;
+mod report;
+mod trainer;
+
+pub use config::{EpochLength, TrainerConfig};
+pub use report::{EpochReport, EvalReport, FitReport, StepReport, TaskEvaluation};
+pub use trainer::Trainer;
+
+use crate::data::{Batch, TensorDataset};
+use crate::error::Result;
+
+/// The data of an epoch or an evaluation.
+#[derive(Debug, Clone, Copy)]
+pub enum TaskData<'a> {
+    /// Single-input mode: one dataset with a target named after every task.
+    Shared(&'a TensorDataset),
+    /// Multi-input mode: one dataset per task, in task order, each with a target named after
+    /// its task.
+    PerTask(&'a [TensorDataset]),
+}
+
+/// The batches of one training step.
+#[derive(Debug, Clone)]
+pub enum StepBatch {
+    /// One batch read by every task.
+    Shared(Batch),
+    /// One batch per task, in task order.
+    PerTask(Vec<Batch>),
+}
+
+/// Trains a multi-task model: steps, epochs, evaluation.
+///
+/// [`fit`](MultiTaskTrainer::fit) has a default body built on the other three methods.
+pub trait MultiTaskTrainer {
+    /// One optimisation step on `batch`.
+    fn train_step(&mut self, batch: &StepBatch) -> Result<StepReport>;
+
+    /// One pass over `data` in a seeded random order (no evaluation).
+    fn train_epoch(&mut self, data: TaskData<'_>) -> Result<EpochReport>;
+
+    /// Per-task losses and metrics on `data`, without updating anything.
+    fn evaluate(&mut self, data: TaskData<'_>) -> Result<EvalReport>;
+
+    /// `epochs` epochs of training, each followed by evaluation on `eval` when given;
+    /// `on_epoch` sees each epoch's report (printing, logging, early stopping by error).
+    fn fit(
+        &mut self,
+        train: TaskData<'_>,
+        eval: Option<TaskData<'_>>,
+        epochs: usize,
+        on_epoch: &mut dyn FnMut(&EpochReport) -> Result<()>,
+    ) -> Result<FitReport> {
+        let mut fit = FitReport::default();
+        for _ in 0..epochs {
+            let mut report = self.train_epoch(train)?;
+            if let Some(eval) = eval {
+                report.eval = Some(self.evaluate(eval)?);
+            }
+            on_epoch(&report)?;
+            fit.epochs.push(report);
+        }
+        Ok(fit)
+    }
+}

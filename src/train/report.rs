@@ -1,0 +1,99 @@
+//! What training and evaluation return.
+
+use crate::metrics::Metric;
+
+/// The result of one training step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    /// Global step number (from 0).
+    pub step: u64,
+    /// Task losses before the update, in task order.
+    pub losses: Vec<f64>,
+    /// Task weights the strategy chose, or `None` when it returned a combined gradient.
+    pub weights: Option<Vec<f64>>,
+    /// Samples consumed (summed over tasks in multi-input mode).
+    pub samples: usize,
+}
+
+/// Evaluation of one task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskEvaluation {
+    /// Task name.
+    pub task: String,
+    /// Mean loss over the evaluated samples.
+    pub loss: f64,
+    /// `(metric, value)` in the order of the task's spec.
+    pub metrics: Vec<(Metric, f64)>,
+    /// Samples evaluated.
+    pub samples: usize,
+}
+
+impl TaskEvaluation {
+    /// The value of `metric`, if the task reports it.
+    pub fn metric(&self, metric: Metric) -> Option<f64> {
+        self.metrics
+            .iter()
+            .find(|(m, _)| *m == metric)
+            .map(|(_, v)| *v)
+    }
+}
+
+/// Evaluation of every task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalReport {
+    /// One entry per task, in task order.
+    pub tasks: Vec<TaskEvaluation>,
+}
+
+impl EvalReport {
+    /// The evaluation of task `name`.
+    pub fn task(&self, name: &str) -> Option<&TaskEvaluation> {
+        self.tasks.iter().find(|t| t.task == name)
+    }
+}
+
+/// The result of one training epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochReport {
+    /// Epoch number (from 0).
+    pub epoch: usize,
+    /// Task names, in task order.
+    pub task_names: Vec<String>,
+    /// Mean training loss of each task over the epoch's steps.
+    pub train_losses: Vec<f64>,
+    /// Mean task weights over the epoch (`None` when the strategy returned directions).
+    pub mean_weights: Option<Vec<f64>>,
+    /// Steps taken.
+    pub steps: usize,
+    /// Samples consumed.
+    pub samples: usize,
+    /// Wall-clock seconds spent training (evaluation excluded).
+    pub seconds: f64,
+    /// Evaluation after the epoch, when evaluation data was given.
+    pub eval: Option<EvalReport>,
+}
+
+impl EpochReport {
+    /// Training throughput.
+    pub fn samples_per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.samples as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The result of [`fit`](super::MultiTaskTrainer::fit): one report per epoch.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FitReport {
+    /// Per-epoch reports.
+    pub epochs: Vec<EpochReport>,
+}
+
+impl FitReport {
+    /// The last epoch's report.
+    pub fn last(&self) -> Option<&EpochReport> {
+        self.epochs.last()
+    }
+}

@@ -1,0 +1,755 @@
+use std::time::Instant;
+
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Tensor, Var};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::{
+    EpochLength, EpochReport, EvalReport, MultiTaskTrainer, StepBatch, StepReport, TaskData,
+    TaskEvaluation, TrainerConfig,
+};
+use crate::data::{sequential_batches, shuffled_batches, Batch, TensorDataset};
+use crate::encoder::Representation;
+use crate::error::{Error, Result};
+use crate::grad::{flatten, unflatten_into, weighted_sum, GradientSource, TaskGradients};
+use crate::metrics::MetricAccumulator;
+use crate::model::{representation_for, MultiTaskModel};
+use crate::optim::Optimizer;
+use crate::weighting::{
+    check_compatible, validate_weights, AfterStep, Decision, InputMode, StepInput, TaskWeighting,
+    WeightingSetup,
+};
+
+/// The built-in trainer: joint training of every task at every step.
+///
+/// Per step: forward every task, check the losses are finite, let the weighting strategy
+/// decide, compute the update the decision asks for, and take one optimiser step.
+/// - loss-based strategies: one backward pass of `sum_k w_k L_k`;
+/// - [`GradientSource::SharedParameters`]: one backward pass per task, the `(K, d)` matrix of
+///   encoder gradients handed to the strategy;
+/// - [`GradientSource::Representation`]: heads run on a detached copy of the representation,
+///   one cheap backward per task to it, then one encoder backward of the combined gradient.
+///
+/// Reproducible on the CPU: parameters come from the model's seed, the data order and the
+/// strategy's generator from [`TrainerConfig::seed`].
+pub struct Trainer {
+    model: MultiTaskModel,
+    weighting: Box<dyn TaskWeighting>,
+    optimizer: Optimizer,
+    config: TrainerConfig,
+    gradient_source: Option<GradientSource>,
+    losses_after_step: bool,
+    weighting_vars: Vec<(String, Var)>,
+    step: u64,
+    epoch: usize,
+    rng: ChaCha8Rng,
+}
+
+/// Forward pass of one step: losses, plus what the representation path needs.
+struct Forward {
+    losses: Vec<Tensor>,
+    /// Representation path: encoder outputs (with graph) and their detached leaves.
+    representation: Option<(Vec<Tensor>, Vec<Var>)>,
+}
+
+impl Trainer {
+    /// A trainer for `model` with `weighting`; refuses invalid configuration and a strategy
+    /// whose needs the setup cannot meet, naming both.
+    pub fn new(
+        model: MultiTaskModel,
+        mut weighting: Box<dyn TaskWeighting>,
+        config: TrainerConfig,
+    ) -> Result<Self> {
+        config.validate()?;
+        let needs = weighting.needs();
+        let refuse = |reason: String| Error::IncompatibleWeighting {
+            strategy: weighting.name().to_string(),
+            reason,
+        };
+        let gradient_source = match config.gradient_source {
+            Some(s) => Some(s),
+            None => needs.gradients.first().copied(),
+        };
+        let setup = WeightingSetup {
+            task_names: model.task_names(),
+            gradient_source,
+            input_mode: config.input_mode,
+            batches_per_step: 1,
+        };
+        check_compatible(weighting.as_ref(), &setup)?;
+        match gradient_source {
+            Some(GradientSource::Representation) if config.input_mode == InputMode::MultiInput => {
+                return Err(refuse(
+                    "representation gradients need single-input mode (one representation of one batch); \
+                     in multi-input mode use shared-parameter gradients"
+                        .into(),
+                ))
+            }
+            Some(GradientSource::SharedParameters) if model.shared_vars().is_empty() => {
+                return Err(refuse("it needs shared-parameter gradients but the encoder has no parameters".into()))
+            }
+            _ => {}
+        }
+        weighting.seed(config.seed ^ 0x5eed_0f_7a5c);
+        let weighting_vars: Vec<(String, Var)> = weighting
+            .parameters()
+            .into_iter()
+            .map(|(n, v)| (format!("weighting.{n}"), v))
+            .collect();
+        let mut params = model.params().named_vars();
+        params.extend(weighting_vars.iter().cloned());
+        let optimizer = Optimizer::new(config.optimizer.clone(), params)?;
+        Ok(Self {
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            losses_after_step: needs.losses_after_step,
+            model,
+            weighting,
+            optimizer,
+            config,
+            gradient_source,
+            weighting_vars,
+            step: 0,
+            epoch: 0,
+        })
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &MultiTaskModel {
+        &self.model
+    }
+
+    /// Gives the model back.
+    pub fn into_model(self) -> MultiTaskModel {
+        self.model
+    }
+
+    /// The weighting strategy.
+    pub fn weighting(&self) -> &dyn TaskWeighting {
+        self.weighting.as_ref()
+    }
+
+    /// The optimiser (learning rate, per-parameter step counts).
+    pub fn optimizer_mut(&mut self) -> &mut Optimizer {
+        &mut self.optimizer
+    }
+
+    /// The gradient source in use (`None` for loss-based strategies).
+    pub fn gradient_source(&self) -> Option<GradientSource> {
+        self.gradient_source
+    }
+
+    /// Steps taken so far.
+    pub fn steps_done(&self) -> u64 {
+        self.step
+    }
+
+    /// Epochs completed so far.
+    pub fn epochs_done(&self) -> usize {
+        self.epoch
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainerConfig {
+        &self.config
+    }
+
+    fn num_tasks(&self) -> usize {
+        self.model.tasks().len()
+    }
+
+    /// Inputs and target of task `k` in `batch`.
+    fn task_batch<'b>(&self, batch: &'b StepBatch, k: usize) -> Result<(&'b Tensor, &'b Tensor)> {
+        let name = self.model.tasks()[k].name();
+        let b = match batch {
+            StepBatch::Shared(b) => b,
+            StepBatch::PerTask(bs) => bs.get(k).ok_or_else(|| {
+                Error::DataMismatch(format!(
+                    "{} per-task batches for {} tasks",
+                    bs.len(),
+                    self.num_tasks()
+                ))
+            })?,
+        };
+        let target = b.target(name).ok_or_else(|| {
+            Error::DataMismatch(format!(
+                "batch has no target for task '{name}' (targets: {})",
+                b.targets
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        Ok((&b.inputs, target))
+    }
+
+    fn check_batch_mode(&self, batch: &StepBatch) -> Result<()> {
+        match (batch, self.config.input_mode) {
+            (StepBatch::Shared(_), InputMode::SingleInput) => Ok(()),
+            (StepBatch::PerTask(bs), InputMode::MultiInput) if bs.len() == self.num_tasks() => {
+                Ok(())
+            }
+            (StepBatch::PerTask(bs), InputMode::MultiInput) => Err(Error::DataMismatch(format!(
+                "{} per-task batches for {} tasks",
+                bs.len(),
+                self.num_tasks()
+            ))),
+            (_, mode) => Err(Error::DataMismatch(format!(
+                "the trainer is configured for {mode:?} but got {} batch",
+                if matches!(batch, StepBatch::Shared(_)) {
+                    "a shared"
+                } else {
+                    "per-task"
+                }
+            ))),
+        }
+    }
+
+    /// Forward pass of every task. With `detach_representation`, heads read detached leaves of
+    /// the representation (the representation-gradient path).
+    fn forward(
+        &self,
+        batch: &StepBatch,
+        train: bool,
+        detach_representation: bool,
+    ) -> Result<Forward> {
+        let k_tasks = self.num_tasks();
+        let mut losses = Vec::with_capacity(k_tasks);
+        let mut encoded = Vec::new();
+        let mut leaves = Vec::new();
+        let shared_rep = match batch {
+            StepBatch::Shared(b) => Some(self.model.encode(&b.inputs, train)?),
+            StepBatch::PerTask(_) => None,
+        };
+        let mut shared_leaf: Option<Var> = None;
+        for k in 0..k_tasks {
+            let (inputs, target) = self.task_batch(batch, k)?;
+            let own_rep;
+            let rep = match &shared_rep {
+                Some(r) => r,
+                None => {
+                    own_rep = self.model.encode(inputs, train)?;
+                    &own_rep
+                }
+            };
+            let z = representation_for(rep, k)?;
+            let head_input = if detach_representation {
+                match rep {
+                    Representation::Shared(_) => {
+                        if shared_leaf.is_none() {
+                            let leaf = Var::from_tensor(&z.detach())?;
+                            encoded.push(z.clone());
+                            leaves.push(leaf.clone());
+                            shared_leaf = Some(leaf);
+                        }
+                        shared_leaf
+                            .as_ref()
+                            .map(|v| v.as_tensor().clone())
+                            .unwrap_or_else(|| z.clone())
+                    }
+                    Representation::PerTask(_) => {
+                        let leaf = Var::from_tensor(&z.detach())?;
+                        encoded.push(z.clone());
+                        leaves.push(leaf.clone());
+                        leaf.as_tensor().clone()
+                    }
+                }
+            } else {
+                z.clone()
+            };
+            let task = &self.model.tasks()[k];
+            let pred = self.model.predict(k, &head_input, train)?;
+            losses.push(task.spec().loss.compute(task.name(), &pred, target)?);
+        }
+        Ok(Forward {
+            losses,
+            representation: detach_representation.then_some((encoded, leaves)),
+        })
+    }
+
+    fn loss_values(&self, losses: &[Tensor]) -> Result<Vec<f64>> {
+        let mut values = Vec::with_capacity(losses.len());
+        for (k, l) in losses.iter().enumerate() {
+            let v = f64::from(l.to_dtype(DType::F32)?.to_scalar::<f32>()?);
+            if !v.is_finite() {
+                return Err(Error::NonFinite {
+                    quantity: "loss",
+                    task: self.model.tasks()[k].name().to_string(),
+                    step: self.step,
+                    value: v,
+                });
+            }
+            values.push(v);
+        }
+        Ok(values)
+    }
+
+    fn check_gradients(&self, matrix: &Tensor) -> Result<()> {
+        let norms = matrix
+            .sqr()?
+            .sum(1)?
+            .to_dtype(DType::F64)?
+            .to_vec1::<f64>()?;
+        if let Some((k, v)) = norms.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                quantity: "gradient",
+                task: self.model.tasks()[k].name().to_string(),
+                step: self.step,
+                value: *v,
+            });
+        }
+        Ok(())
+    }
+
+    fn invalid(&self, reason: impl Into<String>) -> Error {
+        Error::InvalidDecision {
+            strategy: self.weighting.name().to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Gradient of `sum_k w_k L_k` through one backward pass.
+    fn loss_based_update(
+        &mut self,
+        fwd: &Forward,
+        input: StepInput,
+    ) -> Result<(GradStore, Option<Vec<f64>>)> {
+        let weights = match self.weighting.decide(&input)? {
+            Decision::Weights(w) => w,
+            Decision::Direction(_) => {
+                return Err(self.invalid("returned a combined gradient but asked for no gradients (Needs::gradients is empty)"))
+            }
+        };
+        validate_weights(self.weighting.name(), &weights, self.num_tasks())?;
+        let mut total: Option<Tensor> = None;
+        for (l, &w) in fwd.losses.iter().zip(&weights) {
+            let term = l.affine(w, 0.0)?;
+            total = Some(match total {
+                Some(t) => (t + term)?,
+                None => term,
+            });
+        }
+        let grads = match total {
+            Some(t) => t.backward()?,
+            None => GradStore::default(),
+        };
+        Ok((grads, Some(weights)))
+    }
+
+    /// Per-task backward passes to the shared parameters, then the strategy's combination.
+    fn shared_parameter_update(
+        &mut self,
+        fwd: &Forward,
+        losses: &[f64],
+    ) -> Result<(GradStore, Option<Vec<f64>>)> {
+        let shared = self.model.shared_vars();
+        let stores = fwd
+            .losses
+            .iter()
+            .map(|l| Ok(l.backward()?))
+            .collect::<Result<Vec<_>>>()?;
+        let rows = stores
+            .iter()
+            .map(|s| flatten(s, &shared))
+            .collect::<Result<Vec<_>>>()?;
+        let matrix = Tensor::stack(&rows, 0)?;
+        self.check_gradients(&matrix)?;
+        let gradients = TaskGradients::new(GradientSource::SharedParameters, matrix)?;
+        let input = StepInput {
+            step: self.step,
+            epoch: self.epoch,
+            losses,
+            gradients: Some(&gradients),
+        };
+        let all_vars = self.model.params().named_vars();
+        match self.weighting.decide(&input)? {
+            Decision::Weights(w) => {
+                validate_weights(self.weighting.name(), &w, self.num_tasks())?;
+                Ok((weighted_sum(&stores, &w, &all_vars)?, Some(w)))
+            }
+            Decision::Direction(d) => {
+                let mut combined = GradStore::default();
+                unflatten_into(&d, &shared, &mut combined)
+                    .map_err(|e| self.invalid(e.to_string()))?;
+                for (k, store) in stores.iter().enumerate() {
+                    for (_, var) in self.model.head_vars(k) {
+                        if let Some(g) = store.get(&var) {
+                            combined.insert(var.as_tensor(), g.clone());
+                        }
+                    }
+                }
+                Ok((combined, None))
+            }
+        }
+    }
+
+    /// Per-task backward passes to the representation, then one encoder backward.
+    fn representation_update(
+        &mut self,
+        fwd: &Forward,
+        losses: &[f64],
+    ) -> Result<(GradStore, Option<Vec<f64>>)> {
+        let Some((encoded, leaves)) = &fwd.representation else {
+            return Err(self.invalid("representation path without a representation"));
+        };
+        let k_tasks = self.num_tasks();
+        let stores = fwd
+            .losses
+            .iter()
+            .map(|l| Ok(l.backward()?))
+            .collect::<Result<Vec<_>>>()?;
+        // Row k: dL_k / d(representation task k reads).
+        let leaf_of = |k: usize| {
+            if leaves.len() == 1 {
+                &leaves[0]
+            } else {
+                &leaves[k]
+            }
+        };
+        let rows = (0..k_tasks)
+            .map(|k| match stores[k].get(leaf_of(k)) {
+                Some(g) => Ok(g.flatten_all()?),
+                None => Ok(leaf_of(k).as_tensor().zeros_like()?.flatten_all()?),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if rows.iter().any(|r| r.dims() != rows[0].dims()) {
+            return Err(Error::DataMismatch(
+                "per-task representations differ in size; representation gradients need equal sizes".into(),
+            ));
+        }
+        let matrix = Tensor::stack(&rows, 0)?;
+        self.check_gradients(&matrix)?;
+        let gradients = TaskGradients::new(GradientSource::Representation, matrix)?;
+        let input = StepInput {
+            step: self.step,
+            epoch: self.epoch,
+            losses,
+            gradients: Some(&gradients),
+        };
+        let decision = self.weighting.decide(&input)?;
+        let (head_weights, surrogate) = match &decision {
+            Decision::Weights(w) => {
+                validate_weights(self.weighting.name(), w, k_tasks)?;
+                let mut surrogate: Option<Tensor> = None;
+                for (k, &wk) in w.iter().enumerate() {
+                    let z = if encoded.len() == 1 {
+                        &encoded[0]
+                    } else {
+                        &encoded[k]
+                    };
+                    let g = rows[k].affine(wk, 0.0)?.reshape(z.shape())?;
+                    let term = (z * g)?.sum_all()?;
+                    surrogate = Some(match surrogate {
+                        Some(s) => (s + term)?,
+                        None => term,
+                    });
+                }
+                (w.clone(), surrogate)
+            }
+            Decision::Direction(d) => {
+                if encoded.len() != 1 {
+                    return Err(self.invalid(
+                        "a combined representation gradient needs one shared representation, \
+                         the encoder gives one per task",
+                    ));
+                }
+                let z = &encoded[0];
+                if d.elem_count() != z.elem_count() {
+                    return Err(self.invalid(format!(
+                        "direction has {} values, the representation {}",
+                        d.elem_count(),
+                        z.elem_count()
+                    )));
+                }
+                let term = (z * d.reshape(z.shape())?)?.sum_all()?;
+                (vec![1.0; k_tasks], Some(term))
+            }
+        };
+        let mut combined = match surrogate {
+            Some(s) => s.backward()?,
+            None => GradStore::default(),
+        };
+        for leaf in leaves {
+            combined.remove(leaf.as_tensor());
+        }
+        for (k, store) in stores.iter().enumerate() {
+            for (_, var) in self.model.head_vars(k) {
+                if let Some(g) = store.get(&var) {
+                    let g = g.affine(head_weights[k], 0.0)?;
+                    let g = match combined.remove(var.as_tensor()) {
+                        Some(prev) => (prev + g)?,
+                        None => g,
+                    };
+                    combined.insert(var.as_tensor(), g);
+                }
+            }
+        }
+        let weights = match decision {
+            Decision::Weights(w) => Some(w),
+            Decision::Direction(_) => None,
+        };
+        Ok((combined, weights))
+    }
+
+    fn check_data(&self, data: TaskData<'_>) -> Result<()> {
+        let tasks = self.model.tasks();
+        let datasets: Vec<&TensorDataset> = match (data, self.config.input_mode) {
+            (TaskData::Shared(ds), InputMode::SingleInput) => vec![ds; tasks.len()],
+            (TaskData::PerTask(dss), InputMode::MultiInput) if dss.len() == tasks.len() => dss.iter().collect(),
+            (TaskData::PerTask(dss), InputMode::MultiInput) => {
+                return Err(Error::DataMismatch(format!(
+                    "{} datasets for {} tasks ({}); multi-input mode needs one per task, in task order",
+                    dss.len(),
+                    tasks.len(),
+                    self.model.task_names().join(", ")
+                )))
+            }
+            (_, mode) => {
+                return Err(Error::DataMismatch(format!(
+                    "the trainer is configured for {mode:?}; give TaskData::{}",
+                    if mode == InputMode::SingleInput { "Shared" } else { "PerTask" }
+                )))
+            }
+        };
+        for (task, ds) in tasks.iter().zip(datasets) {
+            if ds.is_empty() {
+                return Err(Error::DataMismatch(format!(
+                    "the dataset of task '{}' is empty",
+                    task.name()
+                )));
+            }
+            let target = ds.target(task.name()).ok_or_else(|| {
+                Error::DataMismatch(format!(
+                    "dataset has no target for task '{}' (targets: {})",
+                    task.name(),
+                    ds.target_names().join(", ")
+                ))
+            })?;
+            if task.spec().loss.is_classification() {
+                if !matches!(target.dtype(), DType::U32 | DType::I64 | DType::U8) {
+                    return Err(Error::DataMismatch(format!(
+                        "targets of classification task '{}' must be class indices (u32), got {:?}",
+                        task.name(),
+                        target.dtype()
+                    )));
+                }
+                let max = target.to_dtype(DType::F64)?.max_all()?.to_scalar::<f64>()?;
+                let classes = task.head().output_dim();
+                if max < 0.0 || max as usize >= classes {
+                    return Err(Error::DataMismatch(format!(
+                        "task '{}' has a target class {max} but its head has {classes} outputs",
+                        task.name()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn batch_plan(&mut self, len: usize) -> Vec<Vec<u32>> {
+        shuffled_batches(
+            len,
+            self.config.batch_size,
+            self.config.drop_last,
+            &mut self.rng,
+        )
+    }
+}
+
+impl MultiTaskTrainer for Trainer {
+    fn train_step(&mut self, batch: &StepBatch) -> Result<StepReport> {
+        self.check_batch_mode(batch)?;
+        let representation = self.gradient_source == Some(GradientSource::Representation);
+        let fwd = self.forward(batch, true, representation)?;
+        let losses = self.loss_values(&fwd.losses)?;
+        let (mut grads, weights) = match self.gradient_source {
+            None => {
+                let input = StepInput {
+                    step: self.step,
+                    epoch: self.epoch,
+                    losses: &losses,
+                    gradients: None,
+                };
+                self.loss_based_update(&fwd, input)?
+            }
+            Some(GradientSource::SharedParameters) => {
+                self.shared_parameter_update(&fwd, &losses)?
+            }
+            Some(GradientSource::Representation) => self.representation_update(&fwd, &losses)?,
+        };
+        if !self.weighting_vars.is_empty() {
+            let detached = fwd.losses.iter().map(Tensor::detach).collect::<Vec<_>>();
+            if let Some(aux) = self.weighting.auxiliary_loss(&detached)? {
+                let aux_grads = aux.backward()?;
+                for (_, var) in &self.weighting_vars {
+                    if let Some(g) = aux_grads.get(var) {
+                        grads.insert(var.as_tensor(), g.clone());
+                    }
+                }
+            }
+        }
+        drop(fwd);
+        self.optimizer.step(&grads)?;
+        let losses_after = if self.losses_after_step {
+            let after = self.forward(batch, false, false)?;
+            Some(self.loss_values(&after.losses)?)
+        } else {
+            None
+        };
+        self.weighting.after_step(&AfterStep {
+            step: self.step,
+            losses_before: &losses,
+            losses_after: losses_after.as_deref(),
+        })?;
+        let samples = match batch {
+            StepBatch::Shared(b) => b.len(),
+            StepBatch::PerTask(bs) => bs.iter().map(Batch::len).sum(),
+        };
+        let report = StepReport {
+            step: self.step,
+            losses,
+            weights,
+            samples,
+        };
+        self.step += 1;
+        Ok(report)
+    }
+
+    fn train_epoch(&mut self, data: TaskData<'_>) -> Result<EpochReport> {
+        self.check_data(data)?;
+        let device = self.model.device().clone();
+        let k_tasks = self.num_tasks();
+        let start = Instant::now();
+        let mut loss_sums = vec![0.0; k_tasks];
+        let mut weight_sums: Option<Vec<f64>> = Some(vec![0.0; k_tasks]);
+        let (mut steps, mut samples) = (0usize, 0usize);
+        let mut record = |r: &StepReport| {
+            for (s, l) in loss_sums.iter_mut().zip(&r.losses) {
+                *s += l;
+            }
+            match (&mut weight_sums, &r.weights) {
+                (Some(ws), Some(w)) => ws.iter_mut().zip(w).for_each(|(s, w)| *s += w),
+                _ => weight_sums = None,
+            }
+            steps += 1;
+            samples += r.samples;
+        };
+        match data {
+            TaskData::Shared(ds) => {
+                for idx in self.batch_plan(ds.len()) {
+                    let batch = StepBatch::Shared(ds.batch(&idx, &device)?);
+                    let r = self.train_step(&batch)?;
+                    record(&r);
+                }
+            }
+            TaskData::PerTask(dss) => {
+                let mut plans: Vec<Vec<Vec<u32>>> =
+                    dss.iter().map(|ds| self.batch_plan(ds.len())).collect();
+                let counts: Vec<usize> = plans.iter().map(Vec::len).collect();
+                let n_steps = match self.config.epoch_length {
+                    EpochLength::CycleShorter => counts.iter().copied().max().unwrap_or(0),
+                    EpochLength::StopAtShortest => counts.iter().copied().min().unwrap_or(0),
+                };
+                let mut cursors = vec![0usize; dss.len()];
+                for _ in 0..n_steps {
+                    let mut batches = Vec::with_capacity(dss.len());
+                    for (k, ds) in dss.iter().enumerate() {
+                        if cursors[k] >= plans[k].len() {
+                            plans[k] = self.batch_plan(ds.len());
+                            cursors[k] = 0;
+                        }
+                        batches.push(ds.batch(&plans[k][cursors[k]], &device)?);
+                        cursors[k] += 1;
+                    }
+                    let r = self.train_step(&StepBatch::PerTask(batches))?;
+                    record(&r);
+                }
+            }
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let mean = |v: Vec<f64>| {
+            v.into_iter()
+                .map(|s| s / steps.max(1) as f64)
+                .collect::<Vec<_>>()
+        };
+        let train_losses = mean(loss_sums);
+        self.weighting.end_epoch(self.epoch, &train_losses)?;
+        let report = EpochReport {
+            epoch: self.epoch,
+            task_names: self.model.task_names(),
+            train_losses,
+            mean_weights: weight_sums.map(mean),
+            steps,
+            samples,
+            seconds,
+            eval: None,
+        };
+        self.epoch += 1;
+        Ok(report)
+    }
+
+    fn evaluate(&mut self, data: TaskData<'_>) -> Result<EvalReport> {
+        self.check_data(data)?;
+        let device = self.model.device().clone();
+        let tasks = self.model.tasks();
+        let mut accs = vec![MetricAccumulator::default(); tasks.len()];
+        let mut loss_sums = vec![0.0; tasks.len()];
+        let mut counts = vec![0usize; tasks.len()];
+        let mut add = |k: usize, pred: &Tensor, target: &Tensor| -> Result<()> {
+            let task = &tasks[k];
+            let n = target.dims().first().copied().unwrap_or(0);
+            let loss = task.spec().loss.compute(task.name(), pred, target)?;
+            loss_sums[k] += f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?) * n as f64;
+            counts[k] += n;
+            if task.spec().loss.is_classification() {
+                accs[k].add_classification(task.name(), pred, target)
+            } else {
+                accs[k].add_regression(task.name(), pred, target)
+            }
+        };
+        match data {
+            TaskData::Shared(ds) => {
+                for idx in sequential_batches(ds.len(), self.config.eval_batch_size) {
+                    let b = ds.batch(&idx, &device)?;
+                    let preds = self.model.forward_all(&b.inputs, false)?;
+                    for (k, pred) in preds.iter().enumerate() {
+                        let target = b.target(tasks[k].name()).ok_or_else(|| {
+                            Error::DataMismatch(format!("no target for task '{}'", tasks[k].name()))
+                        })?;
+                        add(k, pred, target)?;
+                    }
+                }
+            }
+            TaskData::PerTask(dss) => {
+                for (k, ds) in dss.iter().enumerate() {
+                    for idx in sequential_batches(ds.len(), self.config.eval_batch_size) {
+                        let b = ds.batch(&idx, &device)?;
+                        let rep = self.model.encode(&b.inputs, false)?;
+                        let pred = self.model.predict(k, representation_for(&rep, k)?, false)?;
+                        let target = b.target(tasks[k].name()).ok_or_else(|| {
+                            Error::DataMismatch(format!("no target for task '{}'", tasks[k].name()))
+                        })?;
+                        add(k, &pred, target)?;
+                    }
+                }
+            }
+        }
+        let tasks = tasks
+            .iter()
+            .enumerate()
+            .map(|(k, t)| TaskEvaluation {
+                task: t.name().to_string(),
+                loss: loss_sums[k] / counts[k].max(1) as f64,
+                metrics: t
+                    .spec()
+                    .metrics
+                    .iter()
+                    .map(|&m| (m, accs[k].value(m)))
+                    .collect(),
+                samples: counts[k],
+            })
+            .collect();
+        Ok(EvalReport { tasks })
+    }
+}
