@@ -86,7 +86,8 @@ pub(crate) fn flatten(grads: &GradStore, vars: &[(String, Var)]) -> Result<Tenso
     let parts = vars
         .iter()
         .map(|(_, v)| match grads.get(v) {
-            Some(g) => Ok(g.flatten_all()?),
+            // Detached: gradients of leaves can still carry candle's graph.
+            Some(g) => Ok(g.detach().flatten_all()?),
             None => Ok(v.as_tensor().zeros_like()?.flatten_all()?),
         })
         .collect::<Result<Vec<_>>>()?;
@@ -106,6 +107,7 @@ pub(crate) fn unflatten_into(
             flat.dims()
         )));
     }
+    let flat = flat.detach();
     let mut offset = 0;
     for (_, var) in vars {
         let n = var.elem_count();
@@ -127,7 +129,7 @@ pub(crate) fn weighted_sum(
         let mut acc: Option<Tensor> = None;
         for (store, &w) in stores.iter().zip(weights) {
             if let Some(g) = store.get(var) {
-                let term = g.affine(w, 0.0)?;
+                let term = g.detach().affine(w, 0.0)?;
                 acc = Some(match acc {
                     Some(a) => (a + term)?,
                     None => term,

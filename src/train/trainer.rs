@@ -409,7 +409,8 @@ impl Trainer {
         };
         let rows = (0..k_tasks)
             .map(|k| match stores[k].get(leaf_of(k)) {
-                Some(g) => Ok(g.flatten_all()?),
+                // Detached: candle leaves the graph of the heads on gradients of leaves.
+                Some(g) => Ok(g.detach().flatten_all()?),
                 None => Ok(leaf_of(k).as_tensor().zeros_like()?.flatten_all()?),
             })
             .collect::<Result<Vec<_>>>()?;
@@ -462,7 +463,7 @@ impl Trainer {
                         z.elem_count()
                     )));
                 }
-                let term = (z * d.reshape(z.shape())?)?.sum_all()?;
+                let term = (z * d.detach().reshape(z.shape())?)?.sum_all()?;
                 (vec![1.0; k_tasks], Some(term))
             }
         };

@@ -1,0 +1,200 @@
+//! MNIST digit classification and regression from one shared CNN.
+//!
+//! The classic "MultiTaskNet": a shared feature extractor (conv 32 / pool / conv 64 / pool /
+//! linear 128) with a classification head (10 digits, cross-entropy) and a regression head
+//! (the digit's value as a number, MSE), trained jointly with Adam (lr 1e-3, batch 64).
+//!
+//! ```text
+//! cargo run --release --example mnist_cls_reg -- --data-dir ../shared/data/mnist-10k --epochs 2
+//! ```
+//! prints, per epoch, each task's training loss, test accuracy and regression errors, and the
+//! throughput; `--summary-json PATH` writes the final metrics. Run with `--help` for the flags.
+
+mod common;
+
+use std::time::Instant;
+
+use candle_mtl::data::{load_mnist, ImageDataset};
+use candle_mtl::device::describe;
+use candle_mtl::prelude::*;
+use common::{find_data_dir, json_number, json_string, peak_memory_mib, Args};
+
+const USAGE: &str = "mnist_cls_reg: MNIST digit class + digit value from one shared CNN
+
+USAGE: cargo run --release --example mnist_cls_reg -- [FLAGS]
+
+  --data-dir DIR        MNIST IDX files (raw or .gz); default: $CANDLE_MTL_DATA/mnist,
+                        ../shared/data/mnist-10k, data/mnist, else the 1,000-digit test fixture
+  --epochs N            training epochs (default 2)
+  --batch-size N        batch size (default 64)
+  --lr X                learning rate (default 1e-3)
+  --optimizer NAME      adam | adamw | sgd (default adam)
+  --weighting NAME      equal | equal-mean | inverse-loss | fixed:W_CLS,W_REG (default equal)
+  --seed N              seed of the initial weights and the data order (default 0)
+  --train-limit N       use only the first N training digits
+  --cpu                 train on the CPU even when a GPU is available
+  --summary-json PATH   write the final per-task metrics as JSON";
+
+fn weighting_from(name: &str) -> Result<Box<dyn TaskWeighting>> {
+    Ok(match name {
+        "equal" => Box::new(Equal::sum()),
+        "equal-mean" => Box::new(Equal::mean()),
+        "inverse-loss" => Box::new(InverseLoss::new()),
+        other => match other.strip_prefix("fixed:") {
+            Some(ws) => {
+                let weights = ws
+                    .split(',')
+                    .map(|w| {
+                        w.trim()
+                            .parse::<f64>()
+                            .map_err(|_| Error::config("--weighting fixed weight", w, "not a number"))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Box::new(Fixed::new(weights)?)
+            }
+            None => {
+                return Err(Error::config(
+                    "--weighting",
+                    other,
+                    "expected equal, equal-mean, inverse-loss or fixed:W_CLS,W_REG",
+                ))
+            }
+        },
+    })
+}
+
+fn dataset(images: &ImageDataset) -> Result<TensorDataset> {
+    TensorDataset::from_images(images, Normalize::mnist())?
+        .with_target("digit", images.labels_tensor()?)?
+        .with_target("value", images.label_values_tensor()?)
+}
+
+fn run(args: &Args) -> Result<()> {
+    let epochs: usize = args.parse_or("epochs", 2).map_err(|e| Error::config("--epochs", e, "a count"))?;
+    let batch_size: usize =
+        args.parse_or("batch-size", 64).map_err(|e| Error::config("--batch-size", e, "a count"))?;
+    let lr: f64 = args.parse_or("lr", 1e-3).map_err(|e| Error::config("--lr", e, "a number"))?;
+    let seed: u64 = args.parse_or("seed", 0).map_err(|e| Error::config("--seed", e, "an integer"))?;
+    let train_limit: usize = args
+        .parse_or("train-limit", usize::MAX)
+        .map_err(|e| Error::config("--train-limit", e, "a count"))?;
+    let weighting_name = args.get("weighting").unwrap_or("equal");
+    let weighting = weighting_from(weighting_name)?;
+    let optimizer = OptimizerConfig::from_name(args.get("optimizer").unwrap_or("adam"), lr)?;
+
+    let (dir, how) = find_data_dir(
+        args.get("data-dir"),
+        "mnist",
+        &["../shared/data/mnist-10k", "data/mnist", "tests/fixtures/mnist-1k"],
+    );
+    if dir.ends_with("tests/fixtures/mnist-1k") {
+        println!(
+            "note: no MNIST directory given or found; using the 1,000-digit test fixture.\n      \
+             For real results pass --data-dir with the four MNIST files."
+        );
+    }
+    let mnist = load_mnist(&dir)?;
+    let train_images = mnist.train.take(train_limit);
+    let train = dataset(&train_images)?;
+    let test = dataset(&mnist.test)?;
+    let device = best_device(args.flag("cpu"));
+    println!(
+        "data: {} ({how}): {} train / {} test digits | device: {} | weighting: {} | seed {seed}",
+        dir.display(),
+        train.len(),
+        test.len(),
+        describe(&device),
+        weighting.name()
+    );
+
+    let [c, h, w] = mnist.train.image_shape();
+    let encoder_config = ConvNetConfig { in_channels: c, height: h, width: w, ..Default::default() };
+    let model = MultiTaskModel::builder(&device, seed)
+        .encoder(|p| ConvNet::new(&encoder_config, p))?
+        .task(TaskSpec::classification("digit"), |p| LinearHead::new(128, 10, p))?
+        .task(TaskSpec::regression("value"), |p| LinearHead::new(128, 1, p))?
+        .build()?;
+    let config = TrainerConfig { optimizer, batch_size, seed, ..Default::default() };
+    let mut trainer = Trainer::new(model, weighting, config)?;
+
+    let start = Instant::now();
+    let fit = trainer.fit(TaskData::Shared(&train), Some(TaskData::Shared(&test)), epochs, &mut |r| {
+        let eval = r.eval.as_ref();
+        let metric = |task: &str, m: Metric| eval.and_then(|e| e.task(task)).and_then(|t| t.metric(m));
+        let weights = r
+            .mean_weights
+            .as_ref()
+            .map(|w| format!(" | mean weights {:.3}/{:.3}", w[0], w[1]))
+            .unwrap_or_default();
+        println!(
+            "epoch {}/{epochs} | train loss digit {:.4} value {:.4} | test acc {:.2}% MAE {:.3} RMSE {:.3} | {:.0} samples/s{weights}",
+            r.epoch + 1,
+            r.train_losses[0],
+            r.train_losses[1],
+            100.0 * metric("digit", Metric::Accuracy).unwrap_or(f64::NAN),
+            metric("value", Metric::Mae).unwrap_or(f64::NAN),
+            metric("value", Metric::Rmse).unwrap_or(f64::NAN),
+            r.samples_per_second(),
+        );
+        Ok(())
+    })?;
+    let total = start.elapsed().as_secs_f64();
+    let samples: usize = fit.epochs.iter().map(|e| e.samples).sum();
+    let train_seconds: f64 = fit.epochs.iter().map(|e| e.seconds).sum();
+    let throughput = samples as f64 / train_seconds.max(1e-9);
+    let peak = peak_memory_mib();
+    let eval = fit.last().and_then(|e| e.eval.clone());
+    let get = |task: &str, m: Metric| {
+        eval.as_ref().and_then(|e| e.task(task)).and_then(|t| t.metric(m)).unwrap_or(f64::NAN)
+    };
+    println!(
+        "final | digit accuracy {:.2}% | value MAE {:.3} RMSE {:.3} MSE {:.3} | {:.0} samples/s training | {:.1} s total | peak memory {}",
+        100.0 * get("digit", Metric::Accuracy),
+        get("value", Metric::Mae),
+        get("value", Metric::Rmse),
+        get("value", Metric::Mse),
+        throughput,
+        total,
+        peak.map(|m| format!("{m:.0} MiB")).unwrap_or_else(|| "n/a".into()),
+    );
+
+    if let Some(path) = args.get("summary-json") {
+        let json = format!(
+            "{{\n  \"example\": \"mnist_cls_reg\",\n  \"weighting\": {},\n  \"seed\": {seed},\n  \"epochs\": {epochs},\n  \"train_samples\": {},\n  \"test_samples\": {},\n  \"device\": {},\n  \"tasks\": {{\n    \"digit\": {{\"accuracy\": {}}},\n    \"value\": {{\"mae\": {}, \"mse\": {}, \"rmse\": {}}}\n  }},\n  \"samples_per_second\": {},\n  \"seconds\": {},\n  \"peak_memory_mib\": {}\n}}\n",
+            json_string(weighting_name),
+            train.len(),
+            test.len(),
+            json_string(&describe(&device)),
+            json_number(get("digit", Metric::Accuracy)),
+            json_number(get("value", Metric::Mae)),
+            json_number(get("value", Metric::Mse)),
+            json_number(get("value", Metric::Rmse)),
+            json_number(throughput),
+            json_number(total),
+            peak.map(json_number).unwrap_or_else(|| "null".into()),
+        );
+        std::fs::write(path, json).map_err(|e| Error::io(path, e))?;
+        println!("summary written to {path}");
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = match Args::parse(&["cpu"], USAGE).and_then(|a| {
+        a.reject_unknown(&[
+            "data-dir", "epochs", "batch-size", "lr", "optimizer", "weighting", "seed",
+            "train-limit", "summary-json",
+        ])?;
+        Ok(a)
+    }) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(&args) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
