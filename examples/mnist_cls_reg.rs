@@ -45,9 +45,9 @@ fn weighting_from(name: &str) -> Result<Box<dyn TaskWeighting>> {
                 let weights = ws
                     .split(',')
                     .map(|w| {
-                        w.trim()
-                            .parse::<f64>()
-                            .map_err(|_| Error::config("--weighting fixed weight", w, "not a number"))
+                        w.trim().parse::<f64>().map_err(|_| {
+                            Error::config("--weighting fixed weight", w, "not a number")
+                        })
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Box::new(Fixed::new(weights)?)
@@ -70,14 +70,11 @@ fn dataset(images: &ImageDataset) -> Result<TensorDataset> {
 }
 
 fn run(args: &Args) -> Result<()> {
-    let epochs: usize = args.parse_or("epochs", 2).map_err(|e| Error::config("--epochs", e, "a count"))?;
-    let batch_size: usize =
-        args.parse_or("batch-size", 64).map_err(|e| Error::config("--batch-size", e, "a count"))?;
-    let lr: f64 = args.parse_or("lr", 1e-3).map_err(|e| Error::config("--lr", e, "a number"))?;
-    let seed: u64 = args.parse_or("seed", 0).map_err(|e| Error::config("--seed", e, "an integer"))?;
-    let train_limit: usize = args
-        .parse_or("train-limit", usize::MAX)
-        .map_err(|e| Error::config("--train-limit", e, "a count"))?;
+    let epochs: usize = args.parse_or("epochs", 2, "expected a whole number of epochs")?;
+    let batch_size: usize = args.parse_or("batch-size", 64, "expected a whole number >= 1")?;
+    let lr: f64 = args.parse_or("lr", 1e-3, "expected a number such as 1e-3")?;
+    let seed: u64 = args.parse_or("seed", 0, "expected a non-negative integer")?;
+    let train_limit: usize = args.parse_or("train-limit", usize::MAX, "expected a whole number")?;
     let weighting_name = args.get("weighting").unwrap_or("equal");
     let weighting = weighting_from(weighting_name)?;
     let optimizer = OptimizerConfig::from_name(args.get("optimizer").unwrap_or("adam"), lr)?;
@@ -85,7 +82,11 @@ fn run(args: &Args) -> Result<()> {
     let (dir, how) = find_data_dir(
         args.get("data-dir"),
         "mnist",
-        &["../shared/data/mnist-10k", "data/mnist", "tests/fixtures/mnist-1k"],
+        &[
+            "../shared/data/mnist-10k",
+            "data/mnist",
+            "tests/fixtures/mnist-1k",
+        ],
     );
     if dir.ends_with("tests/fixtures/mnist-1k") {
         println!(
@@ -108,13 +109,27 @@ fn run(args: &Args) -> Result<()> {
     );
 
     let [c, h, w] = mnist.train.image_shape();
-    let encoder_config = ConvNetConfig { in_channels: c, height: h, width: w, ..Default::default() };
+    let encoder_config = ConvNetConfig {
+        in_channels: c,
+        height: h,
+        width: w,
+        ..Default::default()
+    };
     let model = MultiTaskModel::builder(&device, seed)
         .encoder(|p| ConvNet::new(&encoder_config, p))?
-        .task(TaskSpec::classification("digit"), |p| LinearHead::new(128, 10, p))?
-        .task(TaskSpec::regression("value"), |p| LinearHead::new(128, 1, p))?
+        .task(TaskSpec::classification("digit"), |p| {
+            LinearHead::new(128, 10, p)
+        })?
+        .task(TaskSpec::regression("value"), |p| {
+            LinearHead::new(128, 1, p)
+        })?
         .build()?;
-    let config = TrainerConfig { optimizer, batch_size, seed, ..Default::default() };
+    let config = TrainerConfig {
+        optimizer,
+        batch_size,
+        seed,
+        ..Default::default()
+    };
     let mut trainer = Trainer::new(model, weighting, config)?;
 
     let start = Instant::now();
@@ -145,7 +160,10 @@ fn run(args: &Args) -> Result<()> {
     let peak = peak_memory_mib();
     let eval = fit.last().and_then(|e| e.eval.clone());
     let get = |task: &str, m: Metric| {
-        eval.as_ref().and_then(|e| e.task(task)).and_then(|t| t.metric(m)).unwrap_or(f64::NAN)
+        eval.as_ref()
+            .and_then(|e| e.task(task))
+            .and_then(|t| t.metric(m))
+            .unwrap_or(f64::NAN)
     };
     println!(
         "final | digit accuracy {:.2}% | value MAE {:.3} RMSE {:.3} MSE {:.3} | {:.0} samples/s training | {:.1} s total | peak memory {}",
@@ -182,8 +200,15 @@ fn run(args: &Args) -> Result<()> {
 fn main() {
     let args = match Args::parse(&["cpu"], USAGE).and_then(|a| {
         a.reject_unknown(&[
-            "data-dir", "epochs", "batch-size", "lr", "optimizer", "weighting", "seed",
-            "train-limit", "summary-json",
+            "data-dir",
+            "epochs",
+            "batch-size",
+            "lr",
+            "optimizer",
+            "weighting",
+            "seed",
+            "train-limit",
+            "summary-json",
         ])?;
         Ok(a)
     }) {

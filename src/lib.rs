@@ -65,3 +65,8 @@ pub mod prelude {
     };
     pub use crate::{Error, Result};
 }
+
+/// The README's code sample, compiled and run as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -23,7 +23,10 @@ fn missing_directory_says_where_it_looked_and_what_to_get() {
     let dir = temp_dir("missing").join("no-such-dir");
     let msg = load_mnist(&dir).unwrap_err().to_string();
     assert!(msg.contains("no-such-dir"), "{msg}");
-    assert!(msg.contains("train-images-idx3-ubyte") && msg.contains("t10k-labels-idx1-ubyte"), "{msg}");
+    assert!(
+        msg.contains("train-images-idx3-ubyte") && msg.contains("t10k-labels-idx1-ubyte"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -38,7 +41,10 @@ fn truncated_file_is_named_with_sizes() {
     });
     let msg = load_mnist(&dir).unwrap_err().to_string();
     assert!(msg.contains("train-images-idx3-ubyte"), "{msg}");
-    assert!(msg.contains("truncated") && msg.contains("627200") && msg.contains("7840"), "{msg}");
+    assert!(
+        msg.contains("truncated") && msg.contains("627200") && msg.contains("7840"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -56,11 +62,21 @@ fn truncated_gzip_stream_is_named() {
 fn wrong_magic_number_is_named_with_expected_and_found() {
     let dir = damaged_copy("magic", |d| {
         std::fs::remove_file(d.join("train-labels-idx1-ubyte.gz")).unwrap();
-        std::fs::write(d.join("train-labels-idx1-ubyte"), [0x50, 0x4b, 3, 4, 0, 0, 0, 0]).unwrap();
+        std::fs::write(
+            d.join("train-labels-idx1-ubyte"),
+            [0x50, 0x4b, 3, 4, 0, 0, 0, 0],
+        )
+        .unwrap();
     });
     let msg = load_mnist(&dir).unwrap_err().to_string();
-    assert!(msg.contains("train-labels-idx1-ubyte") && msg.contains("magic"), "{msg}");
-    assert!(msg.contains("0x504b0304") && msg.contains("0x00000801"), "{msg}");
+    assert!(
+        msg.contains("train-labels-idx1-ubyte") && msg.contains("magic"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("0x504b0304") && msg.contains("0x00000801"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -70,18 +86,28 @@ fn images_and_labels_of_different_counts_are_refused() {
         write_idx(d.join("t10k-labels-idx1-ubyte"), &[3], &[1, 2, 3], false).unwrap();
     });
     let msg = load_mnist(&dir).unwrap_err().to_string();
-    assert!(msg.contains("3 labels") && msg.contains("200 images"), "{msg}");
+    assert!(
+        msg.contains("3 labels") && msg.contains("200 images"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn head_that_does_not_fit_the_encoder_is_refused_with_both_sizes() {
     let err = MultiTaskModel::builder(&Device::Cpu, 0)
         .encoder(|p| ConvNet::new(&ConvNetConfig::default(), p))
-        .and_then(|b| b.task(TaskSpec::classification("digit"), |p| LinearHead::new(64, 10, p)))
+        .and_then(|b| {
+            b.task(TaskSpec::classification("digit"), |p| {
+                LinearHead::new(64, 10, p)
+            })
+        })
         .err()
         .expect("refused");
     let msg = err.to_string();
-    assert!(msg.contains("'digit'") && msg.contains("64") && msg.contains("128"), "{msg}");
+    assert!(
+        msg.contains("'digit'") && msg.contains("64") && msg.contains("128"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -94,28 +120,48 @@ fn weighting_the_setup_cannot_serve_is_refused_at_build_time() {
         .err()
         .expect("refused")
         .to_string();
-    assert!(msg.contains("inverse-loss") && msg.contains("representation"), "{msg}");
+    assert!(
+        msg.contains("inverse-loss") && msg.contains("representation"),
+        "{msg}"
+    );
 
     let fixed = Fixed::new(vec![1.0, 1.0, 1.0]).unwrap();
     let msg = Trainer::new(mlp_model(0), Box::new(fixed), TrainerConfig::default())
         .err()
         .expect("refused")
         .to_string();
-    assert!(msg.contains("fixed") && msg.contains("3 weights") && msg.contains("digit, value"), "{msg}");
+    assert!(
+        msg.contains("fixed") && msg.contains("3 weights") && msg.contains("digit, value"),
+        "{msg}"
+    );
 
-    let bad = TrainerConfig { batch_size: 0, ..Default::default() };
-    let msg = Trainer::new(mlp_model(0), Box::new(Equal::sum()), bad).err().unwrap().to_string();
+    let bad = TrainerConfig {
+        batch_size: 0,
+        ..Default::default()
+    };
+    let msg = Trainer::new(mlp_model(0), Box::new(Equal::sum()), bad)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(msg.contains("batch_size"), "{msg}");
 }
 
 #[test]
 fn data_that_does_not_match_the_tasks_is_refused() {
     let mnist = fixture();
-    let mut trainer = Trainer::new(mlp_model(0), Box::new(Equal::sum()), TrainerConfig::default()).unwrap();
+    let mut trainer = Trainer::new(
+        mlp_model(0),
+        Box::new(Equal::sum()),
+        TrainerConfig::default(),
+    )
+    .unwrap();
     let no_value = TensorDataset::from_images(&mnist.test, Normalize::mnist())
         .and_then(|d| d.with_target("digit", mnist.test.labels_tensor()?))
         .unwrap();
-    let msg = trainer.train_epoch(TaskData::Shared(&no_value)).unwrap_err().to_string();
+    let msg = trainer
+        .train_epoch(TaskData::Shared(&no_value))
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("'value'"), "{msg}");
 
     let labels: Vec<u32> = mnist.test.labels().iter().map(|l| l + 5).collect();
@@ -123,8 +169,14 @@ fn data_that_does_not_match_the_tasks_is_refused() {
         .and_then(|d| d.with_target("digit", Tensor::new(labels.as_slice(), &Device::Cpu)?))
         .and_then(|d| d.with_target("value", mnist.test.label_values_tensor()?))
         .unwrap();
-    let msg = trainer.evaluate(TaskData::Shared(&shifted)).unwrap_err().to_string();
-    assert!(msg.contains("'digit'") && msg.contains("14") && msg.contains("10 outputs"), "{msg}");
+    let msg = trainer
+        .evaluate(TaskData::Shared(&shifted))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("'digit'") && msg.contains("14") && msg.contains("10 outputs"),
+        "{msg}"
+    );
 
     let both = cls_reg_dataset(&mnist.test);
     let msg = trainer
@@ -143,7 +195,12 @@ fn non_finite_loss_stops_before_the_update_naming_task_and_step() {
         .and_then(|d| d.with_target("digit", mnist.test.labels_tensor()?))
         .and_then(|d| d.with_target("value", Tensor::new(values.as_slice(), &Device::Cpu)?))
         .unwrap();
-    let mut trainer = Trainer::new(mlp_model(0), Box::new(Equal::sum()), TrainerConfig::default()).unwrap();
+    let mut trainer = Trainer::new(
+        mlp_model(0),
+        Box::new(Equal::sum()),
+        TrainerConfig::default(),
+    )
+    .unwrap();
     let before: Vec<Vec<f32>> = trainer
         .model()
         .params()
@@ -156,7 +213,10 @@ fn non_finite_loss_stops_before_the_update_naming_task_and_step() {
         .train_step(&candle_mtl::train::StepBatch::Shared(batch))
         .unwrap_err()
         .to_string();
-    assert!(msg.contains("'value'") && msg.contains("step 0") && msg.contains("NaN"), "{msg}");
+    assert!(
+        msg.contains("'value'") && msg.contains("step 0") && msg.contains("NaN"),
+        "{msg}"
+    );
     let after: Vec<Vec<f32>> = trainer
         .model()
         .params()

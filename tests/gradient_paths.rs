@@ -45,35 +45,63 @@ impl TaskWeighting for SumOfGradients {
 fn params_after_one_step(weighting: Box<dyn TaskWeighting>, config: TrainerConfig) -> Vec<f32> {
     let mnist = fixture();
     let data = cls_reg_dataset(&mnist.test);
-    let batch = StepBatch::Shared(data.batch(&(0..32).collect::<Vec<_>>(), &Device::Cpu).unwrap());
+    let batch = StepBatch::Shared(
+        data.batch(&(0..32).collect::<Vec<_>>(), &Device::Cpu)
+            .unwrap(),
+    );
     let mut trainer = Trainer::new(mlp_model(11), weighting, config).unwrap();
     let report = trainer.train_step(&batch).unwrap();
     assert_eq!(report.samples, 32);
     let vars = trainer.model().params().named_vars();
-    let flat: Vec<Tensor> = vars.iter().map(|(_, v)| v.as_tensor().flatten_all().unwrap()).collect();
+    let flat: Vec<Tensor> = vars
+        .iter()
+        .map(|(_, v)| v.as_tensor().flatten_all().unwrap())
+        .collect();
     Tensor::cat(&flat, 0).unwrap().to_vec1().unwrap()
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
 fn every_gradient_path_matches_the_plain_sum_of_losses() {
-    let sgd = || TrainerConfig { optimizer: OptimizerConfig::sgd(0.1, 0.0), ..Default::default() };
+    let sgd = || TrainerConfig {
+        optimizer: OptimizerConfig::sgd(0.1, 0.0),
+        ..Default::default()
+    };
     let reference = params_after_one_step(Box::new(Equal::sum()), sgd());
     let start = {
         let vars = mlp_model(11).params().named_vars();
-        let flat: Vec<Tensor> = vars.iter().map(|(_, v)| v.as_tensor().flatten_all().unwrap()).collect();
+        let flat: Vec<Tensor> = vars
+            .iter()
+            .map(|(_, v)| v.as_tensor().flatten_all().unwrap())
+            .collect();
         Tensor::cat(&flat, 0).unwrap().to_vec1::<f32>().unwrap()
     };
-    assert!(max_diff(&reference, &start) > 1e-4, "the step changed nothing");
-    for source in [GradientSource::SharedParameters, GradientSource::Representation] {
+    assert!(
+        max_diff(&reference, &start) > 1e-4,
+        "the step changed nothing"
+    );
+    for source in [
+        GradientSource::SharedParameters,
+        GradientSource::Representation,
+    ] {
         for as_direction in [false, true] {
-            let strategy = SumOfGradients { source, as_direction, seen: None };
+            let strategy = SumOfGradients {
+                source,
+                as_direction,
+                seen: None,
+            };
             let got = params_after_one_step(Box::new(strategy), sgd());
             let d = max_diff(&reference, &got);
-            assert!(d < 1e-5, "{source} gradients, direction={as_direction}: differs by {d}");
+            assert!(
+                d < 1e-5,
+                "{source} gradients, direction={as_direction}: differs by {d}"
+            );
         }
     }
 }
@@ -90,14 +118,19 @@ impl TaskWeighting for LearnedLogVariance {
         "learned-log-variance"
     }
     fn needs(&self) -> Needs {
-        Needs { losses_after_step: true, ..Needs::losses_only() }
+        Needs {
+            losses_after_step: true,
+            ..Needs::losses_only()
+        }
     }
     fn parameters(&self) -> Vec<(String, Var)> {
         vec![("log_var".into(), self.log_var.clone())]
     }
     fn decide(&mut self, _input: &StepInput) -> Result<Decision> {
         let s = self.log_var.as_tensor().to_vec1::<f32>()?;
-        Ok(Decision::Weights(s.iter().map(|s| f64::from((-s).exp())).collect()))
+        Ok(Decision::Weights(
+            s.iter().map(|s| f64::from((-s).exp())).collect(),
+        ))
     }
     fn auxiliary_loss(&self, losses: &[Tensor]) -> Result<Option<Tensor>> {
         let l = Tensor::stack(losses, 0)?;
@@ -127,20 +160,33 @@ fn strategy_parameters_learn_and_hooks_are_called() {
         improved: improved.clone(),
     };
     let lr = 0.05;
-    let config = TrainerConfig { optimizer: OptimizerConfig::sgd(lr, 0.0), batch_size: 50, ..Default::default() };
+    let config = TrainerConfig {
+        optimizer: OptimizerConfig::sgd(lr, 0.0),
+        batch_size: 50,
+        ..Default::default()
+    };
     let mut trainer = Trainer::new(mlp_model(0), Box::new(strategy), config).unwrap();
-    let batch = StepBatch::Shared(data.batch(&(0..50).collect::<Vec<_>>(), &Device::Cpu).unwrap());
+    let batch = StepBatch::Shared(
+        data.batch(&(0..50).collect::<Vec<_>>(), &Device::Cpu)
+            .unwrap(),
+    );
     let step = trainer.train_step(&batch).unwrap();
     // d/ds_k [exp(-s_k) L_k + s_k] at s = 0 is 1 - L_k, so SGD moves s_k to -lr (1 - L_k).
     let s = log_var.as_tensor().to_vec1::<f32>().unwrap();
-    for k in 0..2 {
-        let expected = -lr * (1.0 - step.losses[k]);
-        assert!((f64::from(s[k]) - expected).abs() < 1e-5, "s[{k}] = {} expected {expected}", s[k]);
+    for (k, (got, loss)) in s.iter().zip(&step.losses).enumerate() {
+        let expected = -lr * (1.0 - loss);
+        assert!(
+            (f64::from(*got) - expected).abs() < 1e-5,
+            "s[{k}] = {got} expected {expected}"
+        );
     }
     let report = trainer.train_epoch(TaskData::Shared(&data)).unwrap();
     assert_eq!(report.steps, 16);
     assert_eq!(calls.load(Ordering::SeqCst), 17);
-    assert!(improved.load(Ordering::SeqCst) >= 12, "the step lowered the batch loss only {improved:?} times");
+    assert!(
+        improved.load(Ordering::SeqCst) >= 12,
+        "the step lowered the batch loss only {improved:?} times"
+    );
 }
 
 #[test]
@@ -160,17 +206,33 @@ fn multi_input_mode_trains_one_batch_per_task() {
     let test_b = TensorDataset::from_images(&mnist.test, Normalize::mnist())
         .and_then(|d| d.with_target("value", mnist.test.label_values_tensor()?))
         .unwrap();
-    let config = TrainerConfig { input_mode: InputMode::MultiInput, batch_size: 40, ..Default::default() };
+    let config = TrainerConfig {
+        input_mode: InputMode::MultiInput,
+        batch_size: 40,
+        ..Default::default()
+    };
     let mut trainer = Trainer::new(mlp_model(0), Box::new(Equal::sum()), config).unwrap();
     let train = [a, b];
     let test = [test_a, test_b];
     let fit = trainer
-        .fit(TaskData::PerTask(&train), Some(TaskData::PerTask(&test)), 3, &mut |_| Ok(()))
+        .fit(
+            TaskData::PerTask(&train),
+            Some(TaskData::PerTask(&test)),
+            3,
+            &mut |_| Ok(()),
+        )
         .unwrap();
     let last = fit.last().unwrap();
     // Cycle-shorter: 20 steps (800/40), each with one batch of 40 per task.
     assert_eq!((last.steps, last.samples), (20, 1600));
-    let acc = last.eval.as_ref().unwrap().task("digit").unwrap().metric(Metric::Accuracy).unwrap();
+    let acc = last
+        .eval
+        .as_ref()
+        .unwrap()
+        .task("digit")
+        .unwrap()
+        .metric(Metric::Accuracy)
+        .unwrap();
     assert!(acc > 0.6, "accuracy {acc}");
 
     let shortest = TrainerConfig {
@@ -180,16 +242,32 @@ fn multi_input_mode_trains_one_batch_per_task() {
         ..Default::default()
     };
     let mut trainer = Trainer::new(mlp_model(0), Box::new(Equal::sum()), shortest).unwrap();
-    assert_eq!(trainer.train_epoch(TaskData::PerTask(&train)).unwrap().steps, 10);
+    assert_eq!(
+        trainer
+            .train_epoch(TaskData::PerTask(&train))
+            .unwrap()
+            .steps,
+        10
+    );
 
     let rep = TrainerConfig {
         input_mode: InputMode::MultiInput,
         gradient_source: Some(GradientSource::Representation),
         ..Default::default()
     };
-    let strategy = SumOfGradients { source: GradientSource::Representation, as_direction: false, seen: None };
-    let msg = Trainer::new(mlp_model(0), Box::new(strategy), rep).err().unwrap().to_string();
-    assert!(msg.contains("sum-of-gradients") && msg.contains("single-input"), "{msg}");
+    let strategy = SumOfGradients {
+        source: GradientSource::Representation,
+        as_direction: false,
+        seen: None,
+    };
+    let msg = Trainer::new(mlp_model(0), Box::new(strategy), rep)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("sum-of-gradients") && msg.contains("single-input"),
+        "{msg}"
+    );
 }
 
 #[test]

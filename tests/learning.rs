@@ -6,13 +6,27 @@ use candle_mtl::prelude::*;
 use candle_mtl::train::EvalReport;
 use common::{cls_reg_dataset, fixture, mlp_model, small_cnn_model};
 
-fn train(model: MultiTaskModel, weighting: Box<dyn TaskWeighting>, epochs: usize, seed: u64) -> EvalReport {
+fn train(
+    model: MultiTaskModel,
+    weighting: Box<dyn TaskWeighting>,
+    epochs: usize,
+    seed: u64,
+) -> EvalReport {
     let mnist = fixture();
     let (train, test) = (cls_reg_dataset(&mnist.train), cls_reg_dataset(&mnist.test));
-    let config = TrainerConfig { seed, batch_size: 32, ..Default::default() };
+    let config = TrainerConfig {
+        seed,
+        batch_size: 32,
+        ..Default::default()
+    };
     let mut trainer = Trainer::new(model, weighting, config).expect("trainer builds");
     let fit = trainer
-        .fit(TaskData::Shared(&train), Some(TaskData::Shared(&test)), epochs, &mut |_| Ok(()))
+        .fit(
+            TaskData::Shared(&train),
+            Some(TaskData::Shared(&test)),
+            epochs,
+            &mut |_| Ok(()),
+        )
         .expect("training runs");
     assert_eq!(fit.epochs.len(), epochs);
     assert!(fit.epochs.iter().all(|e| e.samples == 800 && e.steps == 25));
@@ -22,8 +36,14 @@ fn train(model: MultiTaskModel, weighting: Box<dyn TaskWeighting>, epochs: usize
 #[test]
 fn mlp_learns_both_tasks_far_above_chance() {
     let eval = train(mlp_model(0), Box::new(InverseLoss::new()), 5, 0);
-    let acc = eval.task("digit").and_then(|t| t.metric(Metric::Accuracy)).unwrap();
-    let mae = eval.task("value").and_then(|t| t.metric(Metric::Mae)).unwrap();
+    let acc = eval
+        .task("digit")
+        .and_then(|t| t.metric(Metric::Accuracy))
+        .unwrap();
+    let mae = eval
+        .task("value")
+        .and_then(|t| t.metric(Metric::Mae))
+        .unwrap();
     // Chance is 10% accuracy; predicting the mean digit gives an MAE of about 2.5.
     eprintln!("MLP, 5 epochs on 800 digits: accuracy {acc:.3}, MAE {mae:.3}");
     assert!(acc > 0.80, "accuracy {acc}");
@@ -34,7 +54,10 @@ fn mlp_learns_both_tasks_far_above_chance() {
 #[test]
 fn conv_net_learns_with_inverse_loss_weighting() {
     let eval = train(small_cnn_model(1), Box::new(InverseLoss::new()), 4, 1);
-    let acc = eval.task("digit").and_then(|t| t.metric(Metric::Accuracy)).unwrap();
+    let acc = eval
+        .task("digit")
+        .and_then(|t| t.metric(Metric::Accuracy))
+        .unwrap();
     eprintln!("small ConvNet, 4 epochs on 800 digits: accuracy {acc:.3}");
     assert!(acc > 0.70, "accuracy {acc}");
 }

@@ -47,13 +47,18 @@ impl Args {
         self.flags.iter().any(|f| f == name)
     }
 
-    /// `--name` parsed as `T`, or `default`.
-    pub fn parse_or<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, String> {
+    /// `--name` parsed as `T`, or `default`; `expected` says what a valid value is.
+    pub fn parse_or<T: std::str::FromStr>(
+        &self,
+        name: &str,
+        default: T,
+        expected: &str,
+    ) -> candle_mtl::Result<T> {
         match self.get(name) {
             None => Ok(default),
             Some(v) => v
                 .parse()
-                .map_err(|_| format!("--{name}: cannot parse '{v}'")),
+                .map_err(|_| candle_mtl::Error::config(format!("--{name}"), v, expected)),
         }
     }
 

@@ -91,7 +91,7 @@ impl Trainer {
             }
             _ => {}
         }
-        weighting.seed(config.seed ^ 0x5eed_0f_7a5c);
+        weighting.seed(derive_seed(config.seed, WEIGHTING_SEED_STREAM));
         let weighting_vars: Vec<(String, Var)> = weighting
             .parameters()
             .into_iter()
@@ -753,4 +753,18 @@ impl MultiTaskTrainer for Trainer {
             .collect();
         Ok(EvalReport { tasks })
     }
+}
+
+/// Salt of the seed handed to the weighting strategy, so that its generator and the data
+/// order's are independent.
+const WEIGHTING_SEED_STREAM: u64 = 1;
+
+/// A well-mixed seed for sub-generator `stream` of a run seeded with `seed` (SplitMix64).
+fn derive_seed(seed: u64, stream: u64) -> u64 {
+    let mut z = seed
+        .wrapping_add(stream.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }

@@ -27,8 +27,20 @@ pub fn cls_reg_dataset(images: &ImageDataset) -> TensorDataset {
 /// An MLP encoder (784 -> 64) with a classification and a regression head.
 pub fn mlp_model(seed: u64) -> MultiTaskModel {
     MultiTaskModel::builder(&Device::Cpu, seed)
-        .encoder(|p| Mlp::new(&MlpConfig { hidden: vec![64], ..Default::default() }, p))
-        .and_then(|b| b.task(TaskSpec::classification("digit"), |p| LinearHead::new(64, 10, p)))
+        .encoder(|p| {
+            Mlp::new(
+                &MlpConfig {
+                    hidden: vec![64],
+                    ..Default::default()
+                },
+                p,
+            )
+        })
+        .and_then(|b| {
+            b.task(TaskSpec::classification("digit"), |p| {
+                LinearHead::new(64, 10, p)
+            })
+        })
         .and_then(|b| b.task(TaskSpec::regression("value"), |p| LinearHead::new(64, 1, p)))
         .and_then(|b| b.build())
         .expect("model builds")
@@ -36,10 +48,18 @@ pub fn mlp_model(seed: u64) -> MultiTaskModel {
 
 /// A small ConvNet (8 and 16 channels, 32 hidden) with the same two heads.
 pub fn small_cnn_model(seed: u64) -> MultiTaskModel {
-    let cfg = ConvNetConfig { channels: vec![8, 16], hidden: 32, ..Default::default() };
+    let cfg = ConvNetConfig {
+        channels: vec![8, 16],
+        hidden: 32,
+        ..Default::default()
+    };
     MultiTaskModel::builder(&Device::Cpu, seed)
         .encoder(|p| ConvNet::new(&cfg, p))
-        .and_then(|b| b.task(TaskSpec::classification("digit"), |p| LinearHead::new(32, 10, p)))
+        .and_then(|b| {
+            b.task(TaskSpec::classification("digit"), |p| {
+                LinearHead::new(32, 10, p)
+            })
+        })
         .and_then(|b| b.task(TaskSpec::regression("value"), |p| LinearHead::new(32, 1, p)))
         .and_then(|b| b.build())
         .expect("model builds")

@@ -1,0 +1,118 @@
+//! Runs the built `mnist_cls_reg` example binary in small form, so the example cannot rot.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{fixture_dir, temp_dir};
+
+/// `target/<profile>/examples/mnist_cls_reg`, built by `cargo test` before the tests run.
+fn example_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?.parent()?;
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("mnist_cls_reg{}", std::env::consts::EXE_SUFFIX));
+    bin.is_file().then_some(bin)
+}
+
+fn json_number(json: &str, key: &str) -> f64 {
+    let start = json
+        .find(&format!("\"{key}\": "))
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + key.len()
+        + 4;
+    let rest = &json[start..];
+    let end = rest.find([',', '}', '\n']).unwrap();
+    rest[..end]
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
+}
+
+#[test]
+fn example_trains_on_the_fixture_and_writes_its_summary() {
+    let Some(bin) = example_binary() else {
+        eprintln!("skipped: the example binary was not found next to the test binary");
+        return;
+    };
+    let summary = temp_dir("example").join("summary.json");
+    let out = Command::new(&bin)
+        .arg("--data-dir")
+        .arg(fixture_dir())
+        .args([
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+            "--weighting",
+            "inverse-loss",
+            "--cpu",
+            "--summary-json",
+        ])
+        .arg(&summary)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "example failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("epoch 1/2")
+            && stdout.contains("epoch 2/2")
+            && stdout.contains("samples/s"),
+        "{stdout}"
+    );
+    let json = std::fs::read_to_string(&summary).unwrap();
+    let acc = json_number(&json, "accuracy");
+    let mae = json_number(&json, "mae");
+    assert!(
+        acc > 0.5,
+        "accuracy {acc} after 2 epochs on 800 digits\n{stdout}"
+    );
+    assert!(mae < 2.0, "MAE {mae}\n{stdout}");
+    assert_eq!(json_number(&json, "train_samples"), 800.0);
+    assert!(json_number(&json, "samples_per_second") > 0.0);
+}
+
+#[test]
+fn example_reports_bad_input_without_panicking() {
+    let Some(bin) = example_binary() else {
+        eprintln!("skipped: the example binary was not found next to the test binary");
+        return;
+    };
+    let missing = temp_dir("example-missing").join("nowhere");
+    let out = Command::new(&bin)
+        .arg("--data-dir")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("nowhere") && stderr.contains("train-images-idx3-ubyte"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let out = Command::new(&bin)
+        .args(["--weighting", "bogus"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bogus") && stderr.contains("inverse-loss"),
+        "{stderr}"
+    );
+
+    let out = Command::new(&bin)
+        .args(["--epochs", "two"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--epochs"));
+}
