@@ -142,7 +142,7 @@ fn run(args: &Args) -> Result<()> {
             .map(|w| format!(" | mean weights {:.3}/{:.3}", w[0], w[1]))
             .unwrap_or_default();
         println!(
-            "epoch {}/{epochs} | train loss digit {:.4} value {:.4} | test acc {:.2}% MAE {:.3} RMSE {:.3} | {:.0} samples/s{weights}",
+            "epoch {}/{epochs} | train loss digit {:.4} value {:.4} | test acc {:.2}% MAE {:.3} RMSE {:.3} | {:.0} samples/s, data wait {:.1}%{weights}",
             r.epoch + 1,
             r.train_losses[0],
             r.train_losses[1],
@@ -150,6 +150,7 @@ fn run(args: &Args) -> Result<()> {
             metric("value", Metric::Mae).unwrap_or(f64::NAN),
             metric("value", Metric::Rmse).unwrap_or(f64::NAN),
             r.samples_per_second(),
+            100.0 * r.data_share(),
         );
         Ok(())
     })?;

@@ -70,3 +70,33 @@ fn same_seed_gives_identical_results_and_another_seed_does_not() {
     let c = train(mlp_model(4), Box::new(Equal::sum()), 1, 4);
     assert_ne!(a, c, "seeds 3 and 4 gave the same run");
 }
+
+#[test]
+fn background_batch_preparation_changes_nothing_but_the_timing() {
+    let mnist = fixture();
+    let train = cls_reg_dataset(&mnist.train)
+        .with_augment(vec![candle_mtl::data::Augment::RandomCrop { padding: 2 }]);
+    let test = cls_reg_dataset(&mnist.test);
+    let run = |depth: usize| {
+        let config = TrainerConfig {
+            prefetch_depth: depth,
+            batch_size: 50,
+            ..Default::default()
+        };
+        let mut trainer = Trainer::new(mlp_model(5), Box::new(Equal::sum()), config).unwrap();
+        let fit = trainer
+            .fit(
+                TaskData::Shared(&train),
+                Some(TaskData::Shared(&test)),
+                2,
+                &mut |_| Ok(()),
+            )
+            .unwrap();
+        let last = fit.last().unwrap();
+        assert!(last.data_seconds >= 0.0 && last.data_seconds <= last.seconds);
+        (last.train_losses.clone(), last.eval.clone())
+    };
+    let inline = run(0);
+    assert_eq!(inline, run(2));
+    assert_eq!(inline, run(1));
+}

@@ -22,6 +22,18 @@ impl Batch {
         self.inputs.dims().first().copied().unwrap_or(0)
     }
 
+    /// The batch moved to `device` (a no-op when it is already there).
+    pub fn to_device(&self, device: &candle_core::Device) -> crate::Result<Batch> {
+        Ok(Batch {
+            inputs: self.inputs.to_device(device)?,
+            targets: self
+                .targets
+                .iter()
+                .map(|(n, t)| Ok((n.clone(), t.to_device(device)?)))
+                .collect::<crate::Result<Vec<_>>>()?,
+        })
+    }
+
     /// True for an empty batch.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

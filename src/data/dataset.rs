@@ -1,6 +1,8 @@
 use candle_core::{Device, Tensor};
 
-use super::{Batch, ImageDataset, Normalize};
+use rand::Rng;
+
+use super::{Augment, Batch, ImageDataset, Normalize};
 use crate::error::{Error, Result};
 
 /// An in-memory dataset: inputs `(N, ...)` and one named target tensor `(N, ...)` per task.
@@ -24,6 +26,7 @@ use crate::error::{Error, Result};
 pub struct TensorDataset {
     inputs: Tensor,
     normalize: Option<Normalize>,
+    augment: Vec<Augment>,
     targets: Vec<(String, Tensor)>,
 }
 
@@ -33,6 +36,7 @@ impl TensorDataset {
         Self {
             inputs,
             normalize: None,
+            augment: Vec::new(),
             targets: Vec::new(),
         }
     }
@@ -46,6 +50,18 @@ impl TensorDataset {
     pub fn with_normalize(mut self, normalize: Normalize) -> Self {
         self.normalize = Some(normalize);
         self
+    }
+
+    /// Sets the random augmentations applied to training batches (see
+    /// [`training_batch`](TensorDataset::training_batch)); evaluation batches are never augmented.
+    pub fn with_augment(mut self, augment: Vec<Augment>) -> Self {
+        self.augment = augment;
+        self
+    }
+
+    /// True when training batches are augmented.
+    pub fn has_augment(&self) -> bool {
+        !self.augment.is_empty()
     }
 
     /// Adds the target of task `name`; its first dimension must equal the number of samples.
@@ -90,9 +106,35 @@ impl TensorDataset {
         self.targets.iter().map(|(n, _)| n.as_str()).collect()
     }
 
-    /// The samples at `indices`, on `device`, inputs normalised.
+    /// The samples at `indices`, on `device`, inputs normalised (no augmentation).
     pub fn batch(&self, indices: &[u32], device: &Device) -> Result<Batch> {
+        self.make_batch(indices, device, None::<&mut rand_chacha::ChaCha8Rng>)
+    }
+
+    /// Like [`batch`](TensorDataset::batch), with the dataset's augmentations drawn from `rng`
+    /// applied before normalisation.
+    pub fn training_batch(
+        &self,
+        indices: &[u32],
+        device: &Device,
+        rng: &mut impl Rng,
+    ) -> Result<Batch> {
+        self.make_batch(indices, device, Some(rng))
+    }
+
+    fn make_batch<R: Rng>(
+        &self,
+        indices: &[u32],
+        device: &Device,
+        rng: Option<&mut R>,
+    ) -> Result<Batch> {
         let (inputs, targets) = self.select(indices)?;
+        let inputs = match rng {
+            Some(rng) if !self.augment.is_empty() => {
+                Augment::apply_all(&self.augment, &inputs, rng)?
+            }
+            _ => inputs,
+        };
         let inputs = inputs.to_device(device)?;
         let inputs = match &self.normalize {
             Some(n) => n.apply(&inputs)?,
@@ -111,6 +153,7 @@ impl TensorDataset {
         Ok(TensorDataset {
             inputs,
             normalize: self.normalize.clone(),
+            augment: self.augment.clone(),
             targets,
         })
     }

@@ -31,14 +31,23 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
     let path = path.as_ref();
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    let mut reader = BufReader::new(file);
+    read_idx_from(BufReader::new(file), file_len, path)
+}
+
+/// Parses IDX content held in memory (gzip-compressed or raw); `source` names it in errors.
+/// The same checks as [`read_idx`]; used by the fuzz targets.
+pub fn parse_idx(bytes: &[u8], source: &Path) -> Result<IdxArray> {
+    read_idx_from(bytes, bytes.len() as u64, source)
+}
+
+fn read_idx_from(mut reader: impl Read, total_len: u64, path: &Path) -> Result<IdxArray> {
     let mut magic = [0u8; 4];
     let got = read_up_to(&mut reader, &mut magic).map_err(|e| Error::io(path, e))?;
     if got >= 2 && magic[0] == 0x1f && magic[1] == 0x8b {
         let mut prefixed = GzDecoder::new(magic[..got].chain(reader));
         parse(path, &mut prefixed, None)
     } else {
-        parse(path, &mut magic[..got].chain(reader), Some(file_len))
+        parse(path, &mut magic[..got].chain(reader), Some(total_len))
     }
 }
 

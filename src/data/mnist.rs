@@ -2,9 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
-
 use super::idx::read_idx;
+use super::ImageDataset;
 use crate::error::{Error, Result};
 
 /// File names of the four IDX files of a split, each read raw or with a `.gz` suffix:
@@ -15,91 +14,6 @@ pub const MNIST_FILES: [&str; 4] = [
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 ];
-
-/// Images as u8 pixels `(N, C, H, W)` with one u32 label each.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageDataset {
-    images: Vec<u8>,
-    labels: Vec<u32>,
-    shape: [usize; 3],
-}
-
-impl ImageDataset {
-    /// Builds a dataset, checking that `images` holds `labels.len()` images of `shape`
-    /// (`[C, H, W]`).
-    pub fn new(images: Vec<u8>, labels: Vec<u32>, shape: [usize; 3]) -> Result<Self> {
-        let per_image: usize = shape.iter().product();
-        if per_image == 0 || images.len() != labels.len() * per_image {
-            return Err(Error::DataMismatch(format!(
-                "{} pixels do not make {} images of shape {shape:?}",
-                images.len(),
-                labels.len()
-            )));
-        }
-        Ok(Self {
-            images,
-            labels,
-            shape,
-        })
-    }
-
-    /// Number of images.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// True when there are no images.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Image shape `[C, H, W]`.
-    pub fn image_shape(&self) -> [usize; 3] {
-        self.shape
-    }
-
-    /// The labels.
-    pub fn labels(&self) -> &[u32] {
-        &self.labels
-    }
-
-    /// The pixels, image after image.
-    pub fn pixels(&self) -> &[u8] {
-        &self.images
-    }
-
-    /// The first `n` images (all of them when `n >= len`).
-    pub fn take(&self, n: usize) -> ImageDataset {
-        let n = n.min(self.len());
-        let per_image: usize = self.shape.iter().product();
-        ImageDataset {
-            images: self.images[..n * per_image].to_vec(),
-            labels: self.labels[..n].to_vec(),
-            shape: self.shape,
-        }
-    }
-
-    /// The images as a u8 tensor `(N, C, H, W)` on the CPU.
-    pub fn images_tensor(&self) -> Result<Tensor> {
-        let [c, h, w] = self.shape;
-        Ok(Tensor::from_slice(
-            &self.images,
-            (self.len(), c, h, w),
-            &Device::Cpu,
-        )?)
-    }
-
-    /// The labels as a u32 tensor `(N,)` on the CPU: class-index targets.
-    pub fn labels_tensor(&self) -> Result<Tensor> {
-        Ok(Tensor::from_slice(&self.labels, self.len(), &Device::Cpu)?)
-    }
-
-    /// The labels as f32 values `(N,)` on the CPU: regression targets (digit 7 -> 7.0).
-    pub fn label_values_tensor(&self) -> Result<Tensor> {
-        let values: Vec<f32> = self.labels.iter().map(|&l| l as f32).collect();
-        Ok(Tensor::from_vec(values, self.len(), &Device::Cpu)?)
-    }
-}
 
 /// The training and test split of an MNIST-family dataset.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,8 +38,8 @@ pub fn load_mnist(dir: impl AsRef<Path>) -> Result<Mnist> {
             hint: download_hint(dir),
         });
     }
-    let train = load_split(dir, MNIST_FILES[0], MNIST_FILES[1])?;
-    let test = load_split(dir, MNIST_FILES[2], MNIST_FILES[3])?;
+    let train = load_split(dir, MNIST_FILES[0], MNIST_FILES[1], 9, false)?;
+    let test = load_split(dir, MNIST_FILES[2], MNIST_FILES[3], 9, false)?;
     if train.image_shape() != test.image_shape() {
         return Err(Error::DataMismatch(format!(
             "{}: training images are {:?} but test images are {:?}",
@@ -164,7 +78,78 @@ fn find_file(dir: &Path, base: &str) -> Result<PathBuf> {
     }
 }
 
-fn load_split(dir: &Path, images_name: &str, labels_name: &str) -> Result<ImageDataset> {
+/// EMNIST splits: name and largest label.
+const EMNIST_SPLITS: [(&str, u8); 6] = [
+    ("balanced", 46),
+    ("byclass", 61),
+    ("bymerge", 46),
+    ("digits", 9),
+    ("letters", 26),
+    ("mnist", 9),
+];
+
+/// Loads split `split` of EMNIST (`balanced`, `byclass`, `bymerge`, `digits`, `letters`,
+/// `mnist`) from `dir`, which holds `emnist-<split>-{train,test}-{images-idx3,labels-idx1}-ubyte`
+/// (raw or `.gz`), as in the official `gzip.zip`.
+///
+/// EMNIST stores each image transposed; the images are turned back to MNIST's orientation.
+/// Labels are kept as stored (`letters` uses 1..=26).
+pub fn load_emnist(dir: impl AsRef<Path>, split: &str) -> Result<Mnist> {
+    let dir = dir.as_ref();
+    let Some(&(_, max_label)) = EMNIST_SPLITS.iter().find(|(name, _)| *name == split) else {
+        return Err(Error::config(
+            "EMNIST split",
+            split,
+            "expected balanced, byclass, bymerge, digits, letters or mnist",
+        ));
+    };
+    if !dir.is_dir() {
+        return Err(Error::DataNotFound {
+            what: "EMNIST directory".into(),
+            path: dir.to_path_buf(),
+            hint: format!(
+                "expected emnist-{split}-train-images-idx3-ubyte.gz and the three other files of \
+                 the split there (from the EMNIST gzip.zip archive)"
+            ),
+        });
+    }
+    let name = |part: &str| format!("emnist-{split}-{part}");
+    let train = load_split(
+        dir,
+        &name("train-images-idx3-ubyte"),
+        &name("train-labels-idx1-ubyte"),
+        max_label,
+        true,
+    )?;
+    let test = load_split(
+        dir,
+        &name("test-images-idx3-ubyte"),
+        &name("test-labels-idx1-ubyte"),
+        max_label,
+        true,
+    )?;
+    Ok(Mnist { train, test })
+}
+
+fn transpose_images(pixels: &mut [u8], h: usize, w: usize) {
+    let mut buf = vec![0u8; h * w];
+    for img in pixels.chunks_exact_mut(h * w) {
+        for y in 0..h {
+            for x in 0..w {
+                buf[x * h + y] = img[y * w + x];
+            }
+        }
+        img.copy_from_slice(&buf);
+    }
+}
+
+fn load_split(
+    dir: &Path,
+    images_name: &str,
+    labels_name: &str,
+    max_label: u8,
+    transposed: bool,
+) -> Result<ImageDataset> {
     let images_path = find_file(dir, images_name)?;
     let labels_path = find_file(dir, labels_name)?;
     let images = read_idx(&images_path)?;
@@ -192,17 +177,23 @@ fn load_split(dir: &Path, images_name: &str, labels_name: &str) -> Result<ImageD
             ),
         ));
     }
-    if let Some((i, &bad)) = labels.data.iter().enumerate().find(|(_, &l)| l > 9) {
+    if let Some((i, &bad)) = labels.data.iter().enumerate().find(|(_, &l)| l > max_label) {
         return Err(Error::malformed(
             &labels_path,
             format!(
-                "label {bad} at index {i} (byte offset {}) is outside 0..=9",
+                "label {bad} at index {i} (byte offset {}) is outside 0..={max_label}",
                 8 + i
             ),
         ));
     }
+    let (h, w) = (images.dims[1], images.dims[2]);
+    let mut pixels = images.data;
+    if transposed {
+        transpose_images(&mut pixels, h, w);
+    }
     let labels = labels.data.into_iter().map(u32::from).collect();
-    ImageDataset::new(images.data, labels, [1, images.dims[1], images.dims[2]])
+    let (h, w) = if transposed { (w, h) } else { (h, w) };
+    ImageDataset::new(pixels, labels, [1, h, w])
 }
 
 #[cfg(test)]
@@ -240,6 +231,46 @@ mod tests {
         assert_eq!(m.train.labels(), &[0, 9, 4]);
         assert_eq!(m.test.image_shape(), [1, 4, 4]);
         assert_eq!(m.train.images_tensor()?.dims(), &[3, 1, 4, 4]);
+        Ok(())
+    }
+
+    #[test]
+    fn emnist_images_are_transposed_back() -> Result<()> {
+        let d = dir("emnist");
+        // One 2x3 image stored transposed (3x2): rows [1,2],[3,4],[5,6] -> [[1,3,5],[2,4,6]].
+        write_idx(
+            d.join("emnist-letters-train-images-idx3-ubyte.gz"),
+            &[1, 3, 2],
+            &[1, 2, 3, 4, 5, 6],
+            true,
+        )?;
+        write_idx(
+            d.join("emnist-letters-train-labels-idx1-ubyte.gz"),
+            &[1],
+            &[26],
+            true,
+        )?;
+        write_idx(
+            d.join("emnist-letters-test-images-idx3-ubyte"),
+            &[1, 3, 2],
+            &[1, 2, 3, 4, 5, 6],
+            false,
+        )?;
+        write_idx(
+            d.join("emnist-letters-test-labels-idx1-ubyte"),
+            &[1],
+            &[1],
+            false,
+        )?;
+        let e = load_emnist(&d, "letters")?;
+        assert_eq!(e.train.image_shape(), [1, 2, 3]);
+        assert_eq!(e.train.pixels(), &[1, 3, 5, 2, 4, 6]);
+        assert_eq!(e.train.labels(), &[26]);
+        assert!(load_emnist(&d, "digits").is_err());
+        assert!(load_emnist(&d, "nope")
+            .unwrap_err()
+            .to_string()
+            .contains("balanced"));
         Ok(())
     }
 

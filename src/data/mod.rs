@@ -8,13 +8,22 @@
 //! device and normalises one [`Batch`].
 
 mod batch;
+mod cifar;
 mod dataset;
 mod idx;
+mod image;
 mod mnist;
+mod prefetch;
 mod transform;
 
 pub use batch::{sequential_batches, shuffled_batches, Batch};
+pub use cifar::{
+    load_cifar10, load_cifar100, parse_cifar, write_cifar, Cifar10, Cifar100, CifarKind,
+    CifarRecords, CIFAR100_FILES, CIFAR10_TEST_FILE, CIFAR10_TRAIN_FILES,
+};
 pub use dataset::TensorDataset;
-pub use idx::{read_idx, write_idx, IdxArray};
-pub use mnist::{load_mnist, ImageDataset, Mnist, MNIST_FILES};
-pub use transform::Normalize;
+pub use idx::{parse_idx, read_idx, write_idx, IdxArray};
+pub use image::ImageDataset;
+pub use mnist::{load_emnist, load_mnist, Mnist, MNIST_FILES};
+pub use prefetch::{prefetch, PrefetchStats};
+pub use transform::{Augment, Normalize};

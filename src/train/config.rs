@@ -25,6 +25,7 @@ pub enum EpochLength {
 /// | `gradient_source` | `None` | per-task gradients to compute; `None` lets a gradient-based strategy pick its preferred one |
 /// | `epoch_length` | cycle shorter | multi-input epochs over datasets of different sizes |
 /// | `drop_last` | false | drop the last, incomplete training batch |
+/// | `prefetch_depth` | 2 | batches prepared ahead on a background thread (0: none, prepare inline) |
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainerConfig {
     /// Optimiser.
@@ -43,6 +44,8 @@ pub struct TrainerConfig {
     pub epoch_length: EpochLength,
     /// Drop the last incomplete batch of an epoch.
     pub drop_last: bool,
+    /// Batches prepared ahead on a background thread; 0 prepares them on the training thread.
+    pub prefetch_depth: usize,
 }
 
 impl Default for TrainerConfig {
@@ -56,6 +59,7 @@ impl Default for TrainerConfig {
             gradient_source: None,
             epoch_length: EpochLength::CycleShorter,
             drop_last: false,
+            prefetch_depth: 2,
         }
     }
 }

@@ -69,11 +69,24 @@ pub struct EpochReport {
     pub samples: usize,
     /// Wall-clock seconds spent training (evaluation excluded).
     pub seconds: f64,
+    /// Of `seconds`, the time the training loop waited for batches (gathering, augmenting,
+    /// normalising happen on a background thread when
+    /// [`TrainerConfig::prefetch_depth`](super::TrainerConfig::prefetch_depth) > 0).
+    pub data_seconds: f64,
     /// Evaluation after the epoch, when evaluation data was given.
     pub eval: Option<EvalReport>,
 }
 
 impl EpochReport {
+    /// Share of the training time spent waiting for data, in `[0, 1]`.
+    pub fn data_share(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.data_seconds / self.seconds
+        } else {
+            0.0
+        }
+    }
+
     /// Training throughput.
     pub fn samples_per_second(&self) -> f64 {
         if self.seconds > 0.0 {

@@ -1,15 +1,15 @@
 use std::time::Instant;
 
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Tensor, Var};
-use rand::SeedableRng;
+use candle_core::{DType, Device, Tensor, Var};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{
     EpochLength, EpochReport, EvalReport, MultiTaskTrainer, StepBatch, StepReport, TaskData,
     TaskEvaluation, TrainerConfig,
 };
-use crate::data::{sequential_batches, shuffled_batches, Batch, TensorDataset};
+use crate::data::{prefetch, sequential_batches, shuffled_batches, Batch, TensorDataset};
 use crate::encoder::Representation;
 use crate::error::{Error, Result};
 use crate::grad::{flatten, unflatten_into, weighted_sum, GradientSource, TaskGradients};
@@ -636,14 +636,14 @@ impl MultiTaskTrainer for Trainer {
             steps += 1;
             samples += r.samples;
         };
-        match data {
-            TaskData::Shared(ds) => {
-                for idx in self.batch_plan(ds.len()) {
-                    let batch = StepBatch::Shared(ds.batch(&idx, &device)?);
-                    let r = self.train_step(&batch)?;
-                    record(&r);
-                }
-            }
+        // The whole epoch's batch order is fixed here, from the trainer's generator, so that
+        // preparing batches on another thread cannot change it.
+        let plan: Vec<Vec<Vec<u32>>> = match data {
+            TaskData::Shared(ds) => self
+                .batch_plan(ds.len())
+                .into_iter()
+                .map(|b| vec![b])
+                .collect(),
             TaskData::PerTask(dss) => {
                 let mut plans: Vec<Vec<Vec<u32>>> =
                     dss.iter().map(|ds| self.batch_plan(ds.len())).collect();
@@ -653,21 +653,65 @@ impl MultiTaskTrainer for Trainer {
                     EpochLength::StopAtShortest => counts.iter().copied().min().unwrap_or(0),
                 };
                 let mut cursors = vec![0usize; dss.len()];
+                let mut steps_plan = Vec::with_capacity(n_steps);
                 for _ in 0..n_steps {
-                    let mut batches = Vec::with_capacity(dss.len());
+                    let mut step = Vec::with_capacity(dss.len());
                     for (k, ds) in dss.iter().enumerate() {
                         if cursors[k] >= plans[k].len() {
                             plans[k] = self.batch_plan(ds.len());
                             cursors[k] = 0;
                         }
-                        batches.push(ds.batch(&plans[k][cursors[k]], &device)?);
+                        step.push(std::mem::take(&mut plans[k][cursors[k]]));
                         cursors[k] += 1;
                     }
-                    let r = self.train_step(&StepBatch::PerTask(batches))?;
-                    record(&r);
+                    steps_plan.push(step);
                 }
+                steps_plan
             }
-        }
+        };
+        let datasets: Vec<&TensorDataset> = match data {
+            TaskData::Shared(ds) => vec![ds],
+            TaskData::PerTask(dss) => dss.iter().collect(),
+        };
+        let mut augment_rng = if datasets.iter().any(|d| d.has_augment()) {
+            Some(ChaCha8Rng::seed_from_u64(self.rng.random()))
+        } else {
+            None
+        };
+        let shared = matches!(data, TaskData::Shared(_));
+        let produce = |i: usize| -> Result<StepBatch> {
+            let batches = plan[i]
+                .iter()
+                .zip(&datasets)
+                .map(|(idx, ds)| match augment_rng.as_mut() {
+                    Some(rng) => ds.training_batch(idx, &Device::Cpu, rng),
+                    None => ds.batch(idx, &Device::Cpu),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(if shared {
+                StepBatch::Shared(
+                    batches
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| Error::DataMismatch("empty batch plan".into()))?,
+                )
+            } else {
+                StepBatch::PerTask(batches)
+            })
+        };
+        let stats = prefetch(plan.len(), self.config.prefetch_depth, produce, |batch| {
+            let batch = match batch {
+                StepBatch::Shared(b) => StepBatch::Shared(b.to_device(&device)?),
+                StepBatch::PerTask(bs) => StepBatch::PerTask(
+                    bs.iter()
+                        .map(|b| b.to_device(&device))
+                        .collect::<Result<Vec<_>>>()?,
+                ),
+            };
+            let r = self.train_step(&batch)?;
+            record(&r);
+            Ok(())
+        })?;
         let seconds = start.elapsed().as_secs_f64();
         let mean = |v: Vec<f64>| {
             v.into_iter()
@@ -684,6 +728,7 @@ impl MultiTaskTrainer for Trainer {
             steps,
             samples,
             seconds,
+            data_seconds: stats.wait_seconds,
             eval: None,
         };
         self.epoch += 1;
