@@ -14,17 +14,20 @@ mod common;
 
 use std::time::Instant;
 
+use candle_mtl::data::StandardDataset;
 use candle_mtl::data::{load_mnist, ImageDataset};
 use candle_mtl::device::describe;
 use candle_mtl::prelude::*;
-use common::{find_data_dir, json_number, json_string, peak_memory_mib, Args};
+use common::{json_number, json_string, locate_dataset, peak_memory_mib, Args};
 
 const USAGE: &str = "mnist_cls_reg: MNIST digit class + digit value from one shared CNN
 
 USAGE: cargo run --release --example mnist_cls_reg -- [FLAGS]
 
-  --data-dir DIR        MNIST IDX files (raw or .gz); default: $CANDLE_MTL_DATA/mnist,
-                        ../shared/data/mnist-10k, data/mnist, else the 1,000-digit test fixture
+  --data-dir DIR        MNIST IDX files (raw or .gz). Without it: ../shared/data/mnist-10k or
+                        data/mnist when present, else MNIST is downloaded into
+                        $CANDLE_MTL_DATA/mnist (default: the platform cache, e.g.
+                        ~/.cache/candle-mtl/mnist); offline, the 1,000-digit test fixture
   --epochs N            training epochs (default 2)
   --batch-size N        batch size (default 64)
   --lr X                learning rate (default 1e-3)
@@ -79,21 +82,12 @@ fn run(args: &Args) -> Result<()> {
     let weighting = weighting_from(weighting_name)?;
     let optimizer = OptimizerConfig::from_name(args.get("optimizer").unwrap_or("adam"), lr)?;
 
-    let (dir, how) = find_data_dir(
+    let (dir, how) = locate_dataset(
+        StandardDataset::Mnist,
         args.get("data-dir"),
-        "mnist",
-        &[
-            "../shared/data/mnist-10k",
-            "data/mnist",
-            "tests/fixtures/mnist-1k",
-        ],
-    );
-    if dir.ends_with("tests/fixtures/mnist-1k") {
-        println!(
-            "note: no MNIST directory given or found; using the 1,000-digit test fixture.\n      \
-             For real results pass --data-dir with the four MNIST files."
-        );
-    }
+        &["../shared/data/mnist-10k", "data/mnist"],
+        Some("tests/fixtures/mnist-1k"),
+    )?;
     let mnist = load_mnist(&dir)?;
     let train_images = mnist.train.take(train_limit);
     let train = dataset(&train_images)?;

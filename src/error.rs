@@ -33,6 +33,17 @@ pub enum Error {
         hint: String,
     },
 
+    /// A dataset could not be downloaded; the message says what to fetch by hand and where.
+    #[error("could not fetch {dataset}: {reason}\nTo install it by hand, {instructions}")]
+    Download {
+        /// The dataset.
+        dataset: String,
+        /// What went wrong.
+        reason: String,
+        /// Files expected (with checksums and URLs) and the directory to put them in.
+        instructions: String,
+    },
+
     /// A data file exists but its content is not what its format requires.
     #[error("{path}: {problem}")]
     MalformedFile {

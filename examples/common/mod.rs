@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use candle_mtl::data::{data_root, fetch, StandardDataset};
+
 /// `--name value` and `--flag` arguments.
 pub struct Args {
     values: HashMap<String, String>,
@@ -71,27 +73,44 @@ impl Args {
     }
 }
 
-/// Where to read an MNIST-format dataset from: `--data-dir`, else `$CANDLE_MTL_DATA/<name>`,
-/// else the first of `candidates` that exists. Returns the directory and a note on how it was
-/// chosen; when nothing exists, the first place looked.
-pub fn find_data_dir(explicit: Option<&str>, name: &str, candidates: &[&str]) -> (PathBuf, String) {
+/// Where to read `dataset` from, and how it was chosen:
+/// 1. `explicit` (a `--data-dir` flag), used as it is;
+/// 2. the first of `local` (paths relative to the crate) that exists, unless
+///    `$CANDLE_MTL_DATA` is set;
+/// 3. `data_root()/<dataset>` (`$CANDLE_MTL_DATA`, else the platform cache), downloaded there
+///    if missing;
+/// 4. when the download fails, `fallback` (a small committed fixture), with a warning.
+pub fn locate_dataset(
+    dataset: StandardDataset,
+    explicit: Option<&str>,
+    local: &[&str],
+    fallback: Option<&str>,
+) -> candle_mtl::Result<(PathBuf, String)> {
     if let Some(dir) = explicit {
-        return (PathBuf::from(dir), "from --data-dir".into());
-    }
-    if let Ok(root) = std::env::var("CANDLE_MTL_DATA") {
-        return (Path::new(&root).join(name), "from $CANDLE_MTL_DATA".into());
+        return Ok((PathBuf::from(dir), "from --data-dir".into()));
     }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for c in candidates {
-        let p = manifest.join(c);
-        if p.is_dir() {
-            return (p, format!("found {c}"));
+    if std::env::var_os("CANDLE_MTL_DATA").is_none() {
+        if let Some(dir) = local
+            .iter()
+            .map(|c| manifest.join(c))
+            .find(|p| dataset.is_present(p))
+        {
+            return Ok((dir, "found next to the crate".into()));
         }
     }
-    (
-        manifest.join(candidates.first().copied().unwrap_or("data")),
-        "default".into(),
-    )
+    let root = data_root(None);
+    match fetch(dataset, &root) {
+        Ok(dir) => Ok((dir, format!("in the data directory {}", root.display()))),
+        Err(e) => match fallback {
+            Some(f) => {
+                eprintln!("warning: {e}");
+                eprintln!("warning: falling back to the small fixture {f}; results are not comparable to the full dataset");
+                Ok((manifest.join(f), "fallback fixture".into()))
+            }
+            None => Err(e),
+        },
+    }
 }
 
 /// Peak resident memory of this process in MiB (Linux), if known.

@@ -10,10 +10,13 @@
 mod batch;
 mod cifar;
 mod dataset;
+#[cfg(feature = "download")]
+mod download;
 mod idx;
 mod image;
 mod mnist;
 mod prefetch;
+mod standard;
 mod transform;
 
 pub use batch::{sequential_batches, shuffled_batches, Batch};
@@ -22,8 +25,11 @@ pub use cifar::{
     CifarRecords, CIFAR100_FILES, CIFAR10_TEST_FILE, CIFAR10_TRAIN_FILES,
 };
 pub use dataset::TensorDataset;
+#[cfg(feature = "download")]
+pub use download::{download_file, extract_tar_gz, fetch, fetch_files, fetch_from};
 pub use idx::{parse_idx, read_idx, write_idx, IdxArray};
 pub use image::ImageDataset;
 pub use mnist::{load_emnist, load_mnist, Mnist, MNIST_FILES};
 pub use prefetch::{prefetch, PrefetchStats};
+pub use standard::{data_root, RemoteFile, StandardDataset};
 pub use transform::{Augment, Normalize};

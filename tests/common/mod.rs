@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests (public API only).
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
