@@ -33,6 +33,7 @@ impl std::fmt::Display for GradientSource {
 pub struct TaskGradients {
     source: GradientSource,
     matrix: Tensor,
+    gramian: std::sync::OnceLock<Vec<Vec<f64>>>,
 }
 
 impl TaskGradients {
@@ -44,7 +45,11 @@ impl TaskGradients {
                 matrix.dims()
             )));
         }
-        Ok(Self { source, matrix })
+        Ok(Self {
+            source,
+            matrix,
+            gramian: std::sync::OnceLock::new(),
+        })
     }
 
     /// Where the gradients were taken.
@@ -67,16 +72,60 @@ impl TaskGradients {
         self.matrix.dims()[1]
     }
 
-    /// The Gramian `G G^T` (K x K), computed on the device and returned in f64.
+    /// The Gramian `G G^T` (K x K), computed once on the device (in f32, then returned in
+    /// f64) and cached.
     pub fn gramian(&self) -> Result<Vec<Vec<f64>>> {
+        if let Some(g) = self.gramian.get() {
+            return Ok(g.clone());
+        }
         let g = self.matrix.to_dtype(DType::F32)?;
-        let gram = g.matmul(&g.t()?)?.to_dtype(DType::F64)?;
-        Ok(gram.to_vec2::<f64>()?)
+        let gram = g.matmul(&g.t()?)?.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+        Ok(self.gramian.get_or_init(|| gram).clone())
     }
 
     /// The rows in f64 on the host (for solvers that need the full vectors).
     pub fn rows_f64(&self) -> Result<Vec<Vec<f64>>> {
         Ok(self.matrix.to_dtype(DType::F64)?.to_vec2::<f64>()?)
+    }
+}
+
+/// How the task gradients of a step relate: norms, pairwise cosine similarities, and the
+/// number of conflicting pairs (negative cosine), for monitoring.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradientStats {
+    /// `||g_k||` per task.
+    pub norms: Vec<f64>,
+    /// `cos(g_i, g_j)`; 0 where a gradient is zero.
+    pub cosine: Vec<Vec<f64>>,
+    /// Pairs `i < j` with `g_i . g_j < 0`.
+    pub conflicting_pairs: usize,
+}
+
+impl GradientStats {
+    /// The statistics of the gradients whose Gramian is `gramian`.
+    pub fn from_gramian(gramian: &[Vec<f64>]) -> Self {
+        let k = gramian.len();
+        let norms: Vec<f64> = (0..k).map(|i| gramian[i][i].max(0.0).sqrt()).collect();
+        let mut cosine = vec![vec![0.0; k]; k];
+        let mut conflicting_pairs = 0;
+        for i in 0..k {
+            for j in 0..k {
+                let denom = norms[i] * norms[j];
+                cosine[i][j] = if denom > 0.0 {
+                    gramian[i][j] / denom
+                } else {
+                    0.0
+                };
+                if i < j && gramian[i][j] < 0.0 {
+                    conflicting_pairs += 1;
+                }
+            }
+        }
+        Self {
+            norms,
+            cosine,
+            conflicting_pairs,
+        }
     }
 }
 
@@ -165,6 +214,10 @@ mod tests {
             Tensor::new(&[[1f32, 0.0], [1.0, 2.0]], &Device::Cpu)?,
         )?;
         assert_eq!(tg.gramian()?, vec![vec![1.0, 1.0], vec![1.0, 5.0]]);
+        let stats = GradientStats::from_gramian(&[vec![1.0, -1.0], vec![-1.0, 4.0]]);
+        assert_eq!(stats.norms, vec![1.0, 2.0]);
+        assert_eq!(stats.conflicting_pairs, 1);
+        assert!((stats.cosine[0][1] + 0.5).abs() < 1e-12);
         let summed = weighted_sum(&[grads, loss.backward()?], &[0.5, 1.5], &vars)?;
         assert_eq!(summed.get(&b).unwrap().to_vec1::<f32>()?, vec![2.0]);
         Ok(())

@@ -52,6 +52,15 @@ fn params_after_one_step(weighting: Box<dyn TaskWeighting>, config: TrainerConfi
     let mut trainer = Trainer::new(mlp_model(11), weighting, config).unwrap();
     let report = trainer.train_step(&batch).unwrap();
     assert_eq!(report.samples, 32);
+    // Gradient statistics come with every step that computed per-task gradients.
+    assert_eq!(
+        report.gradient_stats.is_some(),
+        trainer.gradient_source().is_some()
+    );
+    if let Some(stats) = &report.gradient_stats {
+        assert_eq!(stats.norms.len(), 2);
+        assert!((stats.cosine[0][0] - 1.0).abs() < 1e-4 && stats.cosine[0][1].abs() <= 1.0 + 1e-6);
+    }
     let vars = trainer.model().params().named_vars();
     let flat: Vec<Tensor> = vars
         .iter()

@@ -13,6 +13,9 @@ pub struct StepReport {
     pub weights: Option<Vec<f64>>,
     /// Samples consumed (summed over tasks in multi-input mode).
     pub samples: usize,
+    /// Norms, pairwise cosines and conflicting pairs of the task gradients, when the strategy
+    /// asked for gradients (computed from their Gramian, no extra backward pass).
+    pub gradient_stats: Option<crate::grad::GradientStats>,
 }
 
 /// Evaluation of one task.

@@ -12,7 +12,9 @@ use super::{
 use crate::data::{prefetch, sequential_batches, shuffled_batches, Batch, TensorDataset};
 use crate::encoder::Representation;
 use crate::error::{Error, Result};
-use crate::grad::{flatten, unflatten_into, weighted_sum, GradientSource, TaskGradients};
+use crate::grad::{
+    flatten, unflatten_into, weighted_sum, GradientSource, GradientStats, TaskGradients,
+};
 use crate::metrics::MetricAccumulator;
 use crate::model::{representation_for, MultiTaskModel};
 use crate::optim::Optimizer;
@@ -41,6 +43,7 @@ pub struct Trainer {
     gradient_source: Option<GradientSource>,
     losses_after_step: bool,
     weighting_vars: Vec<(String, Var)>,
+    last_gradient_stats: Option<GradientStats>,
     step: u64,
     epoch: usize,
     rng: ChaCha8Rng,
@@ -109,6 +112,7 @@ impl Trainer {
             config,
             gradient_source,
             weighting_vars,
+            last_gradient_stats: None,
             step: 0,
             epoch: 0,
         })
@@ -285,13 +289,11 @@ impl Trainer {
         Ok(values)
     }
 
-    fn check_gradients(&self, matrix: &Tensor) -> Result<()> {
-        let norms = matrix
-            .sqr()?
-            .sum(1)?
-            .to_dtype(DType::F64)?
-            .to_vec1::<f64>()?;
-        if let Some((k, v)) = norms.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+    /// Checks the per-task gradients are finite (from the Gramian's diagonal) and records
+    /// their statistics for the step report.
+    fn check_gradients(&mut self, gradients: &TaskGradients) -> Result<()> {
+        let stats = GradientStats::from_gramian(&gradients.gramian()?);
+        if let Some((k, v)) = stats.norms.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(Error::NonFinite {
                 quantity: "gradient",
                 task: self.model.tasks()[k].name().to_string(),
@@ -299,6 +301,7 @@ impl Trainer {
                 value: *v,
             });
         }
+        self.last_gradient_stats = Some(stats);
         Ok(())
     }
 
@@ -354,8 +357,8 @@ impl Trainer {
             .map(|s| flatten(s, &shared))
             .collect::<Result<Vec<_>>>()?;
         let matrix = Tensor::stack(&rows, 0)?;
-        self.check_gradients(&matrix)?;
         let gradients = TaskGradients::new(GradientSource::SharedParameters, matrix)?;
+        self.check_gradients(&gradients)?;
         let input = StepInput {
             step: self.step,
             epoch: self.epoch,
@@ -420,8 +423,8 @@ impl Trainer {
             ));
         }
         let matrix = Tensor::stack(&rows, 0)?;
-        self.check_gradients(&matrix)?;
         let gradients = TaskGradients::new(GradientSource::Representation, matrix)?;
+        self.check_gradients(&gradients)?;
         let input = StepInput {
             step: self.step,
             epoch: self.epoch,
@@ -561,6 +564,7 @@ impl Trainer {
 impl MultiTaskTrainer for Trainer {
     fn train_step(&mut self, batch: &StepBatch) -> Result<StepReport> {
         self.check_batch_mode(batch)?;
+        self.last_gradient_stats = None;
         let representation = self.gradient_source == Some(GradientSource::Representation);
         let fwd = self.forward(batch, true, representation)?;
         let losses = self.loss_values(&fwd.losses)?;
@@ -612,6 +616,7 @@ impl MultiTaskTrainer for Trainer {
             losses,
             weights,
             samples,
+            gradient_stats: self.last_gradient_stats.take(),
         };
         self.step += 1;
         Ok(report)
