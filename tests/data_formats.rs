@@ -201,6 +201,7 @@ fn cifar10_path_runs_end_to_end() {
         width: 32,
         channels: vec![8, 16],
         hidden: 32,
+        ..Default::default()
     };
     let model = MultiTaskModel::builder(&Device::Cpu, 0)
         .encoder(|p| ConvNet::new(&cfg, p))

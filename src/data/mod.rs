@@ -9,6 +9,7 @@
 
 mod batch;
 mod cifar;
+mod compose;
 mod dataset;
 #[cfg(feature = "download")]
 mod download;
@@ -24,6 +25,7 @@ pub use cifar::{
     load_cifar10, load_cifar100, parse_cifar, write_cifar, Cifar10, Cifar100, CifarKind,
     CifarRecords, CIFAR100_FILES, CIFAR10_TEST_FILE, CIFAR10_TRAIN_FILES,
 };
+pub use compose::{compose_pairs, ComposeConfig, Composites};
 pub use dataset::TensorDataset;
 #[cfg(feature = "download")]
 pub use download::{download_file, extract_tar_gz, fetch, fetch_files, fetch_from};

@@ -11,7 +11,9 @@ use crate::params::ParamPath;
 /// |---|---|---|
 /// | `in_channels` | 1 | image channels (1 grey, 3 RGB) |
 /// | `height`, `width` | 28, 28 | image size |
-/// | `channels` | `[32, 64]` | output channels of each conv 3x3 (padding 1) + ReLU + max-pool 2 stage |
+/// | `channels` | `[32, 64]` | output channels of each conv + ReLU + max-pool 2 stage |
+/// | `kernels` | `[]` (3 for every stage) | kernel size of each stage (odd sizes keep the image size with `same_padding`) |
+/// | `same_padding` | true | pad by `kernel / 2` (true) or not at all (false, "valid" convolutions as in LeNet) |
 /// | `hidden` | 128 | size of the final linear layer (+ ReLU): the representation size |
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConvNetConfig {
@@ -23,6 +25,10 @@ pub struct ConvNetConfig {
     pub width: usize,
     /// Channels of each convolution stage.
     pub channels: Vec<usize>,
+    /// Kernel size of each stage; empty means 3 for every stage.
+    pub kernels: Vec<usize>,
+    /// Pad by `kernel / 2` ("same") instead of not at all ("valid").
+    pub same_padding: bool,
     /// Width of the final fully connected layer.
     pub hidden: usize,
 }
@@ -34,7 +40,25 @@ impl Default for ConvNetConfig {
             height: 28,
             width: 28,
             channels: vec![32, 64],
+            kernels: Vec::new(),
+            same_padding: true,
             hidden: 128,
+        }
+    }
+}
+
+impl ConvNetConfig {
+    /// The LeNet of the Pareto-MTL / Multi-MNIST recipe on 36x36 grey images: conv 1->10
+    /// (9x9), pool, conv 10->20 (5x5), pool, linear 500->50.
+    pub fn lenet_36() -> Self {
+        Self {
+            in_channels: 1,
+            height: 36,
+            width: 36,
+            channels: vec![10, 20],
+            kernels: vec![9, 5],
+            same_padding: false,
+            hidden: 50,
         }
     }
 }
@@ -63,10 +87,22 @@ impl ConvNet {
                 "needs at least one convolution stage",
             ));
         }
+        if !config.kernels.is_empty() && config.kernels.len() != config.channels.len() {
+            return Err(Error::config(
+                "ConvNetConfig::kernels",
+                format!("{:?}", config.kernels),
+                format!(
+                    "needs one kernel size per stage ({} stages) or none",
+                    config.channels.len()
+                ),
+            ));
+        }
         let mut convs = Vec::with_capacity(config.channels.len());
         let (mut c, mut h, mut w) = (config.in_channels, config.height, config.width);
         for (i, &out) in config.channels.iter().enumerate() {
-            let conv = Conv2d::new(c, out, 3, 1, 1, &path.pp(&format!("conv{i}")))?;
+            let kernel = config.kernels.get(i).copied().unwrap_or(3);
+            let padding = if config.same_padding { kernel / 2 } else { 0 };
+            let conv = Conv2d::new(c, out, kernel, padding, 1, &path.pp(&format!("conv{i}")))?;
             let (ch, cw) = (conv.output_size(h), conv.output_size(w));
             match (ch, cw) {
                 (Some(ch), Some(cw)) if ch >= 2 && cw >= 2 => {
@@ -130,6 +166,17 @@ mod tests {
         assert_eq!(store.count("encoder.fc.weight"), 3136 * 128);
         let x = Tensor::zeros((2, 1, 28, 28), DType::F32, &Device::Cpu)?;
         assert_eq!(net.forward_t(&x, true)?.dims(), &[2, 128]);
+        Ok(())
+    }
+
+    #[test]
+    fn lenet_recipe_has_its_published_shapes() -> Result<()> {
+        let store = ParamStore::new(&Device::Cpu, 0);
+        let net = ConvNet::new(&ConvNetConfig::lenet_36(), &store.path("encoder"))?;
+        assert_eq!(store.count("encoder.conv0.weight"), 10 * 81);
+        assert_eq!(store.count("encoder.fc.weight"), 500 * 50);
+        let x = Tensor::zeros((2, 1, 36, 36), DType::F32, &Device::Cpu)?;
+        assert_eq!(net.forward_t(&x, false)?.dims(), &[2, 50]);
         Ok(())
     }
 

@@ -46,6 +46,34 @@ impl std::fmt::Display for Metric {
     }
 }
 
+/// Delta-m, the mean relative improvement of a multi-task model over single-task baselines
+/// (Maninis, Radosavovic & Kokkinos, 2019; Vandenhende et al., 2021):
+///
+/// `Δm = (1/T) Σ_i s_i (M_i - B_i) / B_i`, with `s_i = +1` when higher is better and `-1`
+/// when lower is better, over every `(metric, multi-task value M_i, baseline value B_i)`.
+/// Positive means better than the baselines; multiply by 100 for percent.
+///
+/// ```
+/// use candle_mtl::metrics::{delta_m, Metric};
+/// // Accuracy 0.95 vs 0.90 (+5.6%), MAE 0.8 vs 1.0 (+20%): mean +12.8%.
+/// let d = delta_m(&[(Metric::Accuracy, 0.95, 0.90), (Metric::Mae, 0.8, 1.0)]).unwrap();
+/// assert!((d - 0.12778).abs() < 1e-4);
+/// ```
+pub fn delta_m(entries: &[(Metric, f64, f64)]) -> Option<f64> {
+    if entries.is_empty() {
+        return None;
+    }
+    let mut total = 0.0;
+    for &(metric, value, baseline) in entries {
+        if baseline == 0.0 || !baseline.is_finite() || !value.is_finite() {
+            return None;
+        }
+        let sign = if metric.higher_is_better() { 1.0 } else { -1.0 };
+        total += sign * (value - baseline) / baseline;
+    }
+    Some(total / entries.len() as f64)
+}
+
 /// Running sums from which every [`Metric`] is computed at the end of an evaluation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricAccumulator {
