@@ -94,6 +94,7 @@ impl Trainer {
             }
             _ => {}
         }
+        weighting.prepare(&setup)?;
         weighting.seed(derive_seed(config.seed, WEIGHTING_SEED_STREAM));
         let weighting_vars: Vec<(String, Var)> = weighting
             .parameters()

@@ -19,9 +19,16 @@
 //! Built-in loss-based strategies live in [`loss_based`], one per file.
 
 pub mod loss_based;
+mod registry;
+mod support;
 
 pub use crate::grad::{GradientSource, TaskGradients};
-pub use loss_based::{Equal, Fixed, InverseLoss, InverseLossNormalization};
+pub use loss_based::{
+    Cosmos, Dwa, Equal, Famo, Fixed, GeometricMean, ImtlL, InverseLoss, InverseLossNormalization,
+    Pbi, Rlw, Scalarized, Stch, Uncertainty,
+};
+pub use registry::{by_name, STRATEGIES};
+pub use support::StrategyRng;
 
 use candle_core::{Tensor, Var};
 
@@ -158,6 +165,14 @@ pub trait TaskWeighting: Send {
     /// Checks specific to the strategy (for example the number of fixed weights), beyond
     /// [`needs`](TaskWeighting::needs). Called once when the trainer is built.
     fn check(&self, setup: &WeightingSetup) -> Result<()> {
+        let _ = setup;
+        Ok(())
+    }
+
+    /// Sizes the strategy for the setup it will run in (one weight, logit or log-variance per
+    /// task), after [`check_compatible`] accepted it and before
+    /// [`parameters`](TaskWeighting::parameters) is read. The default does nothing.
+    fn prepare(&mut self, setup: &WeightingSetup) -> Result<()> {
         let _ = setup;
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests (public API only).
 #![allow(dead_code)]
 
+pub mod golden;
 pub mod http;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,122 @@
+//! Uncertainty weighting (UW).
+
+use super::scalarize::{
+    check_finite, check_same_len, loss_values, sized_for, LearnedParameters, Scalarized,
+};
+use crate::error::Result as CrateResult;
+use crate::weighting::support::solver_error;
+use crate::weighting::{Decision, StepInput, TaskWeighting, WeightingSetup};
+
+/// Uncertainty Weighting: each task gets a learnable log-variance `s_k = log σ_k²` and
+/// `S(L, s) = Σ_k ( ½ e^{-s_k} L_k + ½ s_k )`.
+///
+/// Loss weights: `∂S/∂L_k = ½ e^{-s_k}`. Parameter gradient: `∂S/∂s_k = ½ (1 - e^{-s_k} L_k)`, so
+/// at the optimum `e^{s_k} = L_k` (noisier tasks get smaller weights). The `s_k` must be trained
+/// jointly with the model using [`Uncertainty::parameter_gradient`].
+///
+/// Paper: Kendall, Gal & Cipolla, "Multi-Task Learning Using Uncertainty to Weigh Losses for Scene
+/// Geometry and Semantics", CVPR 2018.
+///
+/// | name | default | range | meaning |
+/// | --- | --- | --- | --- |
+/// | `log_var` | zeros of length K ([`Uncertainty::new`]) | any finite reals | learnable log-variances `s_k` (initial value) |
+///
+/// [`Uncertainty::default`] has an empty `log_var` and must be resized (use [`Uncertainty::new`]).
+///
+/// Needs: the current losses. Cost: O(K) time and memory, K extra learnable parameters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Uncertainty {
+    /// Learnable log-variances `s_k`, one per task (their initial values before training).
+    pub log_var: Vec<f64>,
+    learned: LearnedParameters,
+}
+
+impl Uncertainty {
+    /// `k` tasks with log-variances initialised to zero (all weights ½).
+    pub fn new(k: usize) -> Self {
+        Self {
+            log_var: vec![0.0; k],
+            learned: LearnedParameters::default(),
+        }
+    }
+
+    /// Returns `Σ (½ e^{-s_k} L_k + ½ s_k)` and the weights `½ e^{-s_k}`.
+    ///
+    /// # Errors
+    /// If `losses` is empty or non-finite, or `log_var` is non-finite or of another length.
+    pub fn scalarize(&self, losses: &[f64]) -> Result<Scalarized, String> {
+        check_finite(losses, "UW: losses")?;
+        check_same_len(&self.log_var, losses, "UW: log_var")?;
+        let w: Vec<f64> = self.log_var.iter().map(|s| 0.5 * (-s).exp()).collect();
+        let value = losses
+            .iter()
+            .zip(&w)
+            .zip(&self.log_var)
+            .map(|((l, c), s)| c * l + 0.5 * s)
+            .sum();
+        Ok(Scalarized {
+            value,
+            loss_weights: w,
+        })
+    }
+
+    /// `∂S/∂s_k = ½ - ½ e^{-s_k} L_k`.
+    ///
+    /// # Errors
+    /// As [`Uncertainty::scalarize`].
+    pub fn parameter_gradient(&self, losses: &[f64]) -> Result<Vec<f64>, String> {
+        check_finite(losses, "UW: losses")?;
+        check_same_len(&self.log_var, losses, "UW: log_var")?;
+        Ok(self
+            .log_var
+            .iter()
+            .zip(losses)
+            .map(|(s, l)| 0.5 - 0.5 * (-s).exp() * l)
+            .collect())
+    }
+}
+
+impl TaskWeighting for Uncertainty {
+    fn name(&self) -> &str {
+        "uncertainty"
+    }
+
+    fn prepare(&mut self, setup: &WeightingSetup) -> CrateResult<()> {
+        sized_for(
+            &mut self.log_var,
+            setup.task_names.len(),
+            "uncertainty",
+            "log-variances",
+        )?;
+        self.learned.init(&self.log_var)
+    }
+
+    fn parameters(&self) -> Vec<(String, candle_core::Var)> {
+        self.learned
+            .var()
+            .map(|v| ("log_var".to_string(), v.clone()))
+            .into_iter()
+            .collect()
+    }
+
+    fn decide(&mut self, input: &StepInput) -> CrateResult<Decision> {
+        if self.learned.var().is_some() {
+            self.log_var = self.learned.values()?;
+        }
+        let s = self
+            .scalarize(input.losses)
+            .map_err(solver_error("uncertainty"))?;
+        Ok(Decision::Weights(s.loss_weights))
+    }
+
+    fn auxiliary_loss(
+        &self,
+        detached_losses: &[candle_core::Tensor],
+    ) -> CrateResult<Option<candle_core::Tensor>> {
+        let losses = loss_values(detached_losses)?;
+        let g = self
+            .parameter_gradient(&losses)
+            .map_err(solver_error("uncertainty"))?;
+        self.learned.surrogate(&g)
+    }
+}

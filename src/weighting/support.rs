@@ -1,0 +1,100 @@
+//! What the built-in strategies share: turning solver results into decisions, errors, and a
+//! seeded random source.
+
+use candle_core::{DType, Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{Decision, StepInput, TaskGradients};
+use crate::error::{Error, Result};
+
+/// The per-task gradients of a step, or an error naming the strategy that needed them.
+#[allow(dead_code)] // used by the gradient-based strategies
+pub(crate) fn gradients<'a>(strategy: &str, input: &StepInput<'a>) -> Result<&'a TaskGradients> {
+    input.gradients.ok_or_else(|| Error::InvalidDecision {
+        strategy: strategy.to_string(),
+        reason: "needs per-task gradients but the trainer gave none".into(),
+    })
+}
+
+/// Wraps a solver's error message as an error of `strategy`.
+pub(crate) fn solver_error(strategy: &str) -> impl Fn(String) -> Error + '_ {
+    move |reason| Error::InvalidDecision {
+        strategy: strategy.to_string(),
+        reason,
+    }
+}
+
+/// A combined gradient computed on the host, as a decision on the gradients' device.
+#[allow(dead_code)] // used by the gradient-based strategies
+pub(crate) fn direction(values: Vec<f64>, like: &TaskGradients) -> Result<Decision> {
+    let device: &Device = like.matrix().device();
+    let v: Vec<f32> = values.into_iter().map(|x| x as f32).collect();
+    let n = v.len();
+    Ok(Decision::Direction(
+        Tensor::from_vec(v, n, &Device::Cpu)?
+            .to_device(device)?
+            .to_dtype(DType::F32)?,
+    ))
+}
+
+/// A seeded generator for randomised strategies; reseeded by [`TaskWeighting::seed`](super::TaskWeighting::seed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrategyRng(ChaCha8Rng);
+
+impl StrategyRng {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(ChaCha8Rng::seed_from_u64(seed))
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn uniform(&mut self) -> f64 {
+        self.0.random::<f64>()
+    }
+
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.uniform();
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+
+    /// A uniformly random permutation of `0..n`.
+    pub fn permutation(&mut self, n: usize) -> Vec<usize> {
+        let mut p: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let j = self.0.random_range(0..=i);
+            p.swap(i, j);
+        }
+        p
+    }
+}
+
+impl Default for StrategyRng {
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rng_is_seeded_and_normal_has_unit_variance() {
+        let mut a = StrategyRng::new(1);
+        let mut b = StrategyRng::new(1);
+        assert_eq!(a.permutation(10), b.permutation(10));
+        let mut p = a.permutation(7);
+        p.sort();
+        assert_eq!(p, (0..7).collect::<Vec<_>>());
+        let xs: Vec<f64> = (0..20000).map(|_| a.normal()).collect();
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
+    }
+}
