@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod params;
+pub mod solvers;
 pub mod task;
 pub mod train;
 pub mod weighting;

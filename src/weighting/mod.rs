@@ -18,11 +18,16 @@
 //!
 //! Built-in loss-based strategies live in [`loss_based`], one per file.
 
+pub mod gradient_based;
 pub mod loss_based;
 mod registry;
 mod support;
 
 pub use crate::grad::{GradientSource, TaskGradients};
+pub use gradient_based::{
+    AlignedMtl, CaGrad, CrMogm, DualProj, FairGrad, Imtlg, Mgda, MgdaSolver, MoDo, NashMtl,
+    ScaleMode, SdmGrad, UPGrad,
+};
 pub use loss_based::{
     Cosmos, Dwa, Equal, Famo, Fixed, GeometricMean, ImtlL, InverseLoss, InverseLossNormalization,
     Pbi, Rlw, Scalarized, Stch, Uncertainty,

@@ -19,7 +19,7 @@ use crate::weighting::{Decision, StepInput, TaskWeighting, WeightingSetup};
 /// | name | default | range | meaning |
 /// | --- | --- | --- | --- |
 /// | `lambda` | `2.0` | `[0, ∞)` | weight `λ` of the cosine-similarity reward; `0` gives [`Fixed`](crate::weighting::Fixed) |
-/// | `weights` | empty (must be set) | finite, not all zero, length K | preference vector `r` |
+/// | `weights` | empty: uniform `1/K` when a trainer is built | finite, not all zero, length K | preference vector `r` |
 ///
 /// Needs: the current losses (not all zero) and a preference vector. Cost: O(K) time and memory.
 #[derive(Debug, Clone, PartialEq)]

@@ -31,7 +31,8 @@ pub const FAMO_EPSILON: f64 = 1e-8;
 /// | `min_losses` | `None` (zeros) | `b_k < L_k` | lower bound `b_k` of each loss |
 /// | `logits` | zeros of length K ([`Famo::new`]) | any finite reals | task-weighting logits `w` (state) |
 ///
-/// [`Famo::default`] has empty `logits` and must be resized (use [`Famo::new`]).
+/// [`Famo::default`] has empty `logits`, sized to the tasks (zeros) when a trainer is built; the
+/// trainer re-evaluates the batch after each step and calls [`Famo::update`].
 ///
 /// Needs: the current losses, and for [`Famo::update`] the same batch's losses recomputed after
 /// the optimiser step. Cost: O(K) time and memory per call, plus one extra forward pass of the

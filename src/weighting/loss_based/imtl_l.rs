@@ -20,7 +20,8 @@ use crate::weighting::{Decision, StepInput, TaskWeighting, WeightingSetup};
 /// | --- | --- | --- | --- |
 /// | `log_scale` | zeros of length K ([`ImtlL::new`]) | any finite reals | learnable log-scales `s_k` (initial value) |
 ///
-/// [`ImtlL::default`] has an empty `log_scale` and must be resized (use [`ImtlL::new`]).
+/// [`ImtlL::default`] has an empty `log_scale`, sized to the tasks (zeros) when a trainer is
+/// built; the trainer's optimiser then learns it (`weighting.log_scale`).
 ///
 /// Needs: the current losses (designed for positive losses). Cost: O(K) time and memory, K extra
 /// learnable parameters.

@@ -21,7 +21,7 @@ pub const PBI_EPSILON: f64 = 1e-12;
 /// | name | default | range | meaning |
 /// | --- | --- | --- | --- |
 /// | `theta` | `5.0` | `[0, ∞)` | penalty `θ` on the distance to the preference ray |
-/// | `weights` | empty (must be set) | non-negative, not all zero, length K | preference direction `w` |
+/// | `weights` | empty: uniform `1/K` when a trainer is built | non-negative, not all zero, length K | preference direction `w` |
 /// | `reference` | `None` (origin) | lower bound on the losses, length K | ideal point `z*` |
 ///
 /// Needs: the current losses, a preference vector and optionally an ideal point.

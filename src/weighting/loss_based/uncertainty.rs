@@ -11,8 +11,9 @@ use crate::weighting::{Decision, StepInput, TaskWeighting, WeightingSetup};
 /// `S(L, s) = Σ_k ( ½ e^{-s_k} L_k + ½ s_k )`.
 ///
 /// Loss weights: `∂S/∂L_k = ½ e^{-s_k}`. Parameter gradient: `∂S/∂s_k = ½ (1 - e^{-s_k} L_k)`, so
-/// at the optimum `e^{s_k} = L_k` (noisier tasks get smaller weights). The `s_k` must be trained
-/// jointly with the model using [`Uncertainty::parameter_gradient`].
+/// at the optimum `e^{s_k} = L_k` (noisier tasks get smaller weights). In a
+/// [`Trainer`](crate::train::Trainer) the `s_k` are parameters (`weighting.log_var`) updated by
+/// the model's optimiser with this gradient.
 ///
 /// Paper: Kendall, Gal & Cipolla, "Multi-Task Learning Using Uncertainty to Weigh Losses for Scene
 /// Geometry and Semantics", CVPR 2018.
@@ -21,7 +22,7 @@ use crate::weighting::{Decision, StepInput, TaskWeighting, WeightingSetup};
 /// | --- | --- | --- | --- |
 /// | `log_var` | zeros of length K ([`Uncertainty::new`]) | any finite reals | learnable log-variances `s_k` (initial value) |
 ///
-/// [`Uncertainty::default`] has an empty `log_var` and must be resized (use [`Uncertainty::new`]).
+/// [`Uncertainty::default`] has an empty `log_var`, sized to the tasks (zeros) when a trainer is built.
 ///
 /// Needs: the current losses. Cost: O(K) time and memory, K extra learnable parameters.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -1,0 +1,110 @@
+//! MoDo: multi-objective gradient with double sampling.
+
+use super::common::{check_square, check_vector, cross_matrix, mat_vec, uniform};
+use crate::solvers::project_simplex;
+
+/// MoDo: one projected-gradient step on the MGDA weights per training step, using the product of
+/// gradients from two independent mini-batches to get an unbiased estimate of `J J^T lambda`:
+/// `lambda <- proj_simplex(lambda - gamma (A lambda + rho lambda))`, `A = J_1 J_2^T`.
+/// The returned weights are applied to the gradients of a third batch.
+///
+/// State: `lambda` (starts at `1/K`).
+///
+/// Paper: L. Chen, H. Fernando, Y. Ying and T. Chen, "Three-Way Trade-Off in Multi-Objective
+/// Learning: Optimization, Generalization and Conflict-Avoidance", NeurIPS 2023 / JMLR 2024.
+///
+/// | name | default | range | meaning |
+/// |---|---|---|---|
+/// | `gamma` | `0.1` | `> 0` | step size of the weight update |
+/// | `rho` | `0.1` | `>= 0` | l2 regularisation of the weights |
+///
+/// Needs: the K x K cross matrix `A = J_1 J_2^T` of two independent batches (not a Gramian;
+/// not symmetric in general), i.e. full gradients of two batches or their cross products.
+/// Cost per step: O(K^2 d) for `A` + O(K^2) for the update + O(K log K) for the projection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoDo {
+    /// Step size of the weight update.
+    pub gamma: f64,
+    /// l2 regularisation coefficient of the weights.
+    pub rho: f64,
+    lambda: Option<Vec<f64>>,
+}
+
+impl Default for MoDo {
+    fn default() -> Self {
+        MoDo {
+            gamma: 0.1,
+            rho: 0.1,
+            lambda: None,
+        }
+    }
+}
+
+impl MoDo {
+    /// Creates the method with the given step size and regularisation, fresh state.
+    pub fn new(gamma: f64, rho: f64) -> Self {
+        MoDo {
+            gamma,
+            rho,
+            lambda: None,
+        }
+    }
+
+    /// Forgets the weights; the next call starts from `1/K`.
+    pub fn reset(&mut self) {
+        self.lambda = None;
+    }
+
+    /// The current weights (`None` before the first call: `1/K`).
+    pub fn state(&self) -> Option<&[f64]> {
+        self.lambda.as_deref()
+    }
+
+    /// Sets the weights the next call starts from (`None` = `1/K`).
+    pub fn set_state(&mut self, lambda: Option<Vec<f64>>) {
+        self.lambda = lambda;
+    }
+
+    /// One update from the cross matrix `a = J_1 J_2^T` (K x K); returns the new weights.
+    pub fn weights(&mut self, a: &[Vec<f64>]) -> Result<Vec<f64>, String> {
+        let k = check_square(a, "MoDo cross matrix")?;
+        if !super::common::pos_finite(self.gamma) {
+            return Err(format!(
+                "MoDo gamma must be positive and finite, got {}",
+                self.gamma
+            ));
+        }
+        if !super::common::nonneg_finite(self.rho) {
+            return Err(format!(
+                "MoDo rho must be non-negative and finite, got {}",
+                self.rho
+            ));
+        }
+        let lam = match &self.lambda {
+            Some(l) => {
+                check_vector(l, k, "MoDo state lambda (call reset() when K changes)")?;
+                l.clone()
+            }
+            None => uniform(k),
+        };
+        let al = mat_vec(a, &lam);
+        let y: Vec<f64> = lam
+            .iter()
+            .zip(&al)
+            .map(|(l, g)| l - self.gamma * (g + self.rho * l))
+            .collect();
+        let new = project_simplex(&y)?;
+        self.lambda = Some(new.clone());
+        Ok(new)
+    }
+
+    /// Same as [`MoDo::weights`] with `A` formed from two independent batches of gradients.
+    pub fn weights_from_batches(
+        &mut self,
+        rows1: &[Vec<f64>],
+        rows2: &[Vec<f64>],
+    ) -> Result<Vec<f64>, String> {
+        let a = cross_matrix(rows1, rows2)?;
+        self.weights(&a)
+    }
+}

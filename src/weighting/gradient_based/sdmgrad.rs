@@ -1,0 +1,167 @@
+//! SDMGrad: stochastic direction-oriented multi-objective gradient descent.
+
+use super::common::{check_square, check_vector, cross_matrix, mat_vec, pref_or_uniform, uniform};
+use crate::solvers::project_simplex;
+
+/// SDMGrad: weights of the direction-oriented MGDA problem
+/// `min_{w in simplex} 1/2 ||J (w + lambda_ w~)||^2`, approximated by `n_iter` steps of projected
+/// momentum SGD on `w` per training step, with `J J^T` replaced by the cross product `A = J_1 J_2^T`
+/// of two independent batches (unbiased).
+///
+/// Per call: `A' = A / (s^2 + 1e-8)` with `s` the mean of `sqrt(max(A_ii, 0))`; then `n_iter` times
+/// `g = A' (w + lambda_ w~)`, `v = momentum v + g` (`v = g` first), `w = proj_simplex(w - lr v)`;
+/// returns `(w + lambda_ w~) / (1 + lambda_)`. `w~` is the preference vector (default `1/K`).
+///
+/// State: `w` (starts at `1/K`; the momentum restarts every call).
+///
+/// Paper: P. Xiao, H. Ban and K. Ji, "Direction-oriented Multi-objective Learning: Simple and
+/// Provable Stochastic Algorithms", NeurIPS 2023.
+///
+/// | name | default | range | meaning |
+/// |---|---|---|---|
+/// | `lr` | `10.0` | `> 0` | learning rate of the inner SGD |
+/// | `momentum` | `0.5` | `[0, 1)` | momentum of the inner SGD |
+/// | `n_iter` | `20` | `>= 1` | inner SGD steps per call |
+/// | `lambda_` | `0.3` | `>= 0` | pull towards the preference direction |
+/// | `pref_vector` | `None` (= `1/K`) | K finite reals | target weights `w~` |
+///
+/// Needs: the K x K cross matrix `A = J_1 J_2^T` of two independent batches (full gradients of
+/// two batches or their cross products); the weights are applied to a third batch.
+/// Cost per step: O(K^2 d) for `A` + O(n_iter K^2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SdmGrad {
+    /// Learning rate of the inner SGD.
+    pub lr: f64,
+    /// Momentum of the inner SGD.
+    pub momentum: f64,
+    /// Number of inner SGD steps per call.
+    pub n_iter: usize,
+    /// Strength of the pull towards the preference direction.
+    pub lambda_: f64,
+    /// Preference vector `w~`; `None` means `1/K`.
+    pub pref_vector: Option<Vec<f64>>,
+    w: Option<Vec<f64>>,
+}
+
+impl Default for SdmGrad {
+    fn default() -> Self {
+        SdmGrad {
+            lr: 10.0,
+            momentum: 0.5,
+            n_iter: 20,
+            lambda_: 0.3,
+            pref_vector: None,
+            w: None,
+        }
+    }
+}
+
+impl SdmGrad {
+    /// Creates the method with the given hyper-parameters, fresh state.
+    pub fn new(
+        lr: f64,
+        momentum: f64,
+        n_iter: usize,
+        lambda_: f64,
+        pref_vector: Option<Vec<f64>>,
+    ) -> Self {
+        SdmGrad {
+            lr,
+            momentum,
+            n_iter,
+            lambda_,
+            pref_vector,
+            w: None,
+        }
+    }
+
+    /// Forgets the inner weights; the next call starts from `1/K`.
+    pub fn reset(&mut self) {
+        self.w = None;
+    }
+
+    /// The inner weights `w` kept between calls (`None` before the first call: `1/K`).
+    pub fn state(&self) -> Option<&[f64]> {
+        self.w.as_deref()
+    }
+
+    /// Sets the inner weights the next call starts from (`None` = `1/K`).
+    pub fn set_state(&mut self, w: Option<Vec<f64>>) {
+        self.w = w;
+    }
+
+    /// One call from the cross matrix `a = J_1 J_2^T` (K x K); returns the weights.
+    pub fn weights(&mut self, a: &[Vec<f64>]) -> Result<Vec<f64>, String> {
+        let k = check_square(a, "SDMGrad cross matrix")?;
+        if !super::common::pos_finite(self.lr) {
+            return Err(format!(
+                "SDMGrad lr must be positive and finite, got {}",
+                self.lr
+            ));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(format!(
+                "SDMGrad momentum must be in [0, 1), got {}",
+                self.momentum
+            ));
+        }
+        if self.n_iter == 0 {
+            return Err("SDMGrad n_iter must be at least 1, got 0".to_string());
+        }
+        if !super::common::nonneg_finite(self.lambda_) {
+            return Err(format!(
+                "SDMGrad lambda_ must be non-negative and finite, got {}",
+                self.lambda_
+            ));
+        }
+        let wt = pref_or_uniform(&self.pref_vector, k)?;
+        let mut w = match &self.w {
+            Some(w) => {
+                check_vector(w, k, "SDMGrad state w (call reset() when K changes)")?;
+                w.clone()
+            }
+            None => uniform(k),
+        };
+        let s = (0..k).map(|i| a[i][i].max(0.0).sqrt()).sum::<f64>() / k as f64;
+        let denom = s * s + 1e-8;
+        let an: Vec<Vec<f64>> = a
+            .iter()
+            .map(|r| r.iter().map(|x| x / denom).collect())
+            .collect();
+        let mut vel: Option<Vec<f64>> = None;
+        for _ in 0..self.n_iter {
+            let target: Vec<f64> = w
+                .iter()
+                .zip(&wt)
+                .map(|(a, b)| a + self.lambda_ * b)
+                .collect();
+            let g = mat_vec(&an, &target);
+            let v = match vel {
+                None => g,
+                Some(v) => v
+                    .iter()
+                    .zip(&g)
+                    .map(|(a, b)| self.momentum * a + b)
+                    .collect(),
+            };
+            let y: Vec<f64> = w.iter().zip(&v).map(|(a, b)| a - self.lr * b).collect();
+            w = project_simplex(&y)?;
+            vel = Some(v);
+        }
+        self.w = Some(w.clone());
+        Ok(w.iter()
+            .zip(&wt)
+            .map(|(a, b)| (a + self.lambda_ * b) / (1.0 + self.lambda_))
+            .collect())
+    }
+
+    /// Same as [`SdmGrad::weights`] with `A` formed from two independent batches of gradients.
+    pub fn weights_from_batches(
+        &mut self,
+        rows1: &[Vec<f64>],
+        rows2: &[Vec<f64>],
+    ) -> Result<Vec<f64>, String> {
+        let a = cross_matrix(rows1, rows2)?;
+        self.weights(&a)
+    }
+}
