@@ -415,3 +415,34 @@ fn degenerate_inputs_give_finite_results_or_errors() {
         }
     }
 }
+
+#[test]
+fn after_pcgrad_no_pair_of_two_tasks_conflicts() {
+    // Two tasks: each projected gradient is orthogonal to, or agrees with, the other task's
+    // gradient; with more tasks the last task visited for each row no longer conflicts.
+    let mut state = 0x1234_5678_u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 2000) as f64 / 1000.0 - 1.0
+    };
+    let pc = PcGrad::default();
+    for _ in 0..200 {
+        let d = 7;
+        let rows: Vec<Vec<f64>> = (0..2).map(|_| (0..d).map(|_| next()).collect()).collect();
+        let g = gramian(&rows).unwrap();
+        let coefficients = pc
+            .projected_rows_from_gramian(&g, &[vec![1], vec![0]])
+            .unwrap();
+        for (i, c) in coefficients.iter().enumerate() {
+            let projected = combine(c, &rows).unwrap();
+            let other = &rows[1 - i];
+            assert!(
+                dot(&projected, other) >= -1e-9,
+                "row {i} still conflicts: {}",
+                dot(&projected, other)
+            );
+        }
+    }
+}

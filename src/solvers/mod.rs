@@ -19,6 +19,7 @@
 //! | [`solve_power_balance`] | `M x = x^(-1/alpha)`, `x > 0` (Nash-MTL / FairGrad) | damped Newton to machine precision |
 
 pub mod matrix;
+pub mod min_norm;
 
 use matrix::{check_square, check_vector, dot, mat_vec, quad_form};
 

@@ -1,7 +1,7 @@
 //! What the built-in strategies share: turning solver results into decisions, errors, and a
 //! seeded random source.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -75,6 +75,72 @@ impl Default for StrategyRng {
     fn default() -> Self {
         Self::new(0)
     }
+}
+
+/// A strategy's own learnable parameters (one per task), held as a candle variable on the CPU
+/// so that the trainer's optimiser updates them with the model.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LearnedParameters(Option<Var>);
+
+impl PartialEq for LearnedParameters {
+    fn eq(&self, other: &Self) -> bool {
+        self.values().ok() == other.values().ok()
+    }
+}
+
+impl LearnedParameters {
+    /// Creates the variable from `initial`.
+    pub(crate) fn init(&mut self, initial: &[f64]) -> Result<()> {
+        let t = Tensor::from_vec(
+            initial.iter().map(|v| *v as f32).collect::<Vec<_>>(),
+            initial.len(),
+            &Device::Cpu,
+        )?;
+        self.0 = Some(Var::from_tensor(&t)?);
+        Ok(())
+    }
+
+    /// The variable, once created.
+    pub(crate) fn var(&self) -> Option<&Var> {
+        self.0.as_ref()
+    }
+
+    /// Current values (empty before [`init`](Self::init)).
+    pub(crate) fn values(&self) -> Result<Vec<f64>> {
+        match &self.0 {
+            Some(v) => Ok(v
+                .as_tensor()
+                .to_vec1::<f32>()?
+                .into_iter()
+                .map(f64::from)
+                .collect()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// A scalar whose gradient with respect to the variable is `gradient` (a linear surrogate
+    /// of the strategy's own objective, whose gradient was computed analytically).
+    pub(crate) fn surrogate(&self, gradient: &[f64]) -> Result<Option<Tensor>> {
+        let Some(v) = &self.0 else { return Ok(None) };
+        let g = Tensor::from_vec(
+            gradient.iter().map(|x| *x as f32).collect::<Vec<_>>(),
+            gradient.len(),
+            &Device::Cpu,
+        )?;
+        Ok(Some((v.as_tensor() * g)?.sum_all()?))
+    }
+}
+
+/// Detached loss tensors as f64 values.
+pub(crate) fn loss_values(losses: &[Tensor]) -> Result<Vec<f64>> {
+    losses
+        .iter()
+        .map(|l| {
+            Ok(f64::from(
+                l.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?,
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]

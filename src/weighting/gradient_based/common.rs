@@ -25,6 +25,14 @@ impl Aggregate {
             Aggregate::Direction(v) => Ok(v.clone()),
         }
     }
+
+    /// The weights, when the aggregate is a combination of the rows.
+    pub fn weights(&self) -> Option<&[f64]> {
+        match self {
+            Aggregate::Weights(w) => Some(w),
+            Aggregate::Direction(_) => None,
+        }
+    }
 }
 
 /// A stateless method that maps a K x K Gramian `G G^T` to K weights.

@@ -33,6 +33,20 @@ mod nash_mtl;
 mod sdmgrad;
 mod upgrad;
 
+mod cagrad_libmtl;
+mod config;
+mod excess_mtl;
+mod graddrop;
+mod gradnorm;
+mod gradvac;
+mod imtl;
+mod krum;
+mod mgda_normalized;
+mod pcd;
+mod pcgrad;
+mod rows;
+mod trimmed_mean;
+
 pub use aligned_mtl::{AlignedMtl, ScaleMode};
 pub use cagrad::CaGrad;
 pub use common::{Aggregate, GramianWeighting};
@@ -46,8 +60,22 @@ pub use nash_mtl::NashMtl;
 pub use sdmgrad::SdmGrad;
 pub use upgrad::UPGrad;
 
-use super::support::{gradients, solver_error};
-use super::{Decision, GradientSource, Needs, StepInput, TaskWeighting};
+pub use cagrad_libmtl::{CaGradLibMtl, CaGradOutput, CaGradRescale};
+pub use config::ConFig;
+pub use excess_mtl::ExcessMtl;
+pub use graddrop::GradDrop;
+pub use gradnorm::{GradNorm, GradNormOutput};
+pub use gradvac::GradVac;
+pub use imtl::{Imtl, ImtlOutput};
+pub use krum::Krum;
+pub use mgda_normalized::{MgdaNormalization, MgdaNormalized, MgdaOutput};
+pub use pcd::Pcd;
+pub use pcgrad::PcGrad;
+pub use rows::{Aggregator, SplitMix64};
+pub use trimmed_mean::TrimmedMean;
+
+use super::support::{direction, gradients, solver_error};
+use super::{Decision, GradientSource, Needs, StepInput, TaskWeighting, WeightingSetup};
 use crate::error::Result;
 
 /// Both gradient sources, shared parameters preferred.
@@ -174,3 +202,318 @@ macro_rules! two_batch_strategy {
 
 two_batch_strategy!(MoDo, "modo");
 two_batch_strategy!(SdmGrad, "sdmgrad");
+
+/// Full-gradient strategies (they read every coordinate, not only the Gramian).
+fn rows_only() -> Needs {
+    Needs::gradients(vec![
+        GradientSource::SharedParameters,
+        GradientSource::Representation,
+    ])
+}
+
+/// One random permutation of the tasks for each task (PCGrad / GradVac visit orders).
+fn orders(rng: &mut SplitMix64, k: usize) -> Vec<Vec<usize>> {
+    (0..k).map(|_| rng.permutation(k)).collect()
+}
+
+impl TaskWeighting for PcGrad {
+    fn name(&self) -> &str {
+        "pcgrad"
+    }
+
+    fn needs(&self) -> Needs {
+        any_source()
+    }
+
+    fn seed(&mut self, seed: u64) {
+        self.rng = SplitMix64::new(seed);
+    }
+
+    fn decide(&mut self, input: &StepInput) -> Result<Decision> {
+        let gram = gradients("pcgrad", input)?.gramian()?;
+        let order = orders(&mut self.rng, gram.len());
+        let w = self
+            .weights_from_gramian(&gram, &order)
+            .map_err(solver_error("pcgrad"))?;
+        Ok(Decision::Weights(w))
+    }
+}
+
+impl TaskWeighting for GradVac {
+    fn name(&self) -> &str {
+        "gradvac"
+    }
+
+    fn needs(&self) -> Needs {
+        any_source()
+    }
+
+    fn seed(&mut self, seed: u64) {
+        self.rng = SplitMix64::new(seed);
+    }
+
+    fn decide(&mut self, input: &StepInput) -> Result<Decision> {
+        let gram = gradients("gradvac", input)?.gramian()?;
+        let order = orders(&mut self.rng, gram.len());
+        let w = self
+            .weights_from_gramian(&gram, &order)
+            .map_err(solver_error("gradvac"))?;
+        Ok(Decision::Weights(w))
+    }
+}
+
+impl TaskWeighting for GradDrop {
+    fn name(&self) -> &str {
+        "graddrop"
+    }
+
+    /// Works coordinate by coordinate on the full gradients; usually given the representation's
+    /// gradients, as in the paper.
+    fn needs(&self) -> Needs {
+        Needs::gradients(vec![
+            GradientSource::Representation,
+            GradientSource::SharedParameters,
+        ])
+    }
+
+    fn seed(&mut self, seed: u64) {
+        self.rng = SplitMix64::new(seed);
+    }
+
+    fn decide(&mut self, input: &StepInput) -> Result<Decision> {
+        let g = gradients("graddrop", input)?;
+        let rows = g.rows_f64()?;
+        let u: Vec<f64> = (0..g.dim()).map(|_| self.rng.uniform()).collect();
+        let d = self
+            .aggregate_with_uniform(&rows, &u)
+            .map_err(solver_error("graddrop"))?;
+        direction(d, g)
+    }
+}
+
+impl TaskWeighting for ConFig {
+    fn name(&self) -> &str {
+        "config"
+    }
+
+    fn needs(&self) -> Needs {
+        rows_only()
+    }
+
+    fn decide(&mut self, input: &StepInput) -> Result<Decision> {
+        let g = gradients("config", input)?;
+        let d = ConFig::direction(self, &g.rows_f64()?).map_err(solver_error("config"))?;
+        direction(d, g)
+    }
+}
+
+impl TaskWeighting for TrimmedMean {
+    fn name(&self) -> &str {
+        "trimmed-mean"
+    }
+
+    /// At least `2 trim_number + 1` tasks.
+    fn needs(&self) -> Needs {
+        Needs {
+            min_tasks: 2 * self.trim_number + 1,
+            ..rows_only()
+        }
+    }
+
+    fn decide(&mut self, input: &StepInput) -> Result<Decision> {
+        let g = gradients("trimmed-mean", input)?;
+        let d =
+            TrimmedMean::direction(self, &g.rows_f64()?).map_err(solver_error("trimmed-mean"))?;
+        direction(d, g)
+    }
+}
+
+impl TaskWeighting for Krum {
+    fn name(&self) -> &str {
+        "krum"
+    }
+
+    /// At least `n_byzantine + 3` tasks.
+    fn needs(&self) -> Needs {
+        Needs {
+            min_tasks: self.n_byzantine + 3,
+            ..any_source()
+        }
+    }
+
+    fn decide(&mut self, input: &StepInput) -> Result<Decision> {
+        let gram = gradients("krum", input)?.gramian()?;
+        let w = self
+            .weights_from_gramian(&gram)
+            .map_err(solver_error("krum"))?;
+        Ok(Decision::Weights(w))
+    }
+}
+
+impl TaskWeighting for Pcd {
+    fn name(&self) -> &str {
+        "pcd"
+    }
+
+    fn needs(&self) -> Needs {
+        any_source()
+    }
+
+    fn decide(&mut self, input: &StepInput) -> Result<Decision> {
+        let gram = gradients("pcd", input)?.gramian()?;
+        let w = self
+            .weights_from_gramian(&gram)
+            .map_err(solver_error("pcd"))?;
+        Ok(Decision::Weights(w))
+    }
+}
+
+impl TaskWeighting for ExcessMtl {
+    fn name(&self) -> &str {
+        "excess-mtl"
+    }
+
+    fn needs(&self) -> Needs {
+        rows_only()
+    }
+
+    fn decide(&mut self, input: &StepInput) -> Result<Decision> {
+        let rows = gradients("excess-mtl", input)?.rows_f64()?;
+        let w = self.step(&rows).map_err(solver_error("excess-mtl"))?;
+        Ok(Decision::Weights(w))
+    }
+}
+
+impl TaskWeighting for MgdaNormalized {
+    fn name(&self) -> &str {
+        match self.normalization {
+            MgdaNormalization::None => "mgda-libmtl",
+            MgdaNormalization::L2 => "mgda-l2",
+            MgdaNormalization::Loss => "mgda-loss",
+            MgdaNormalization::LossPlus => "mgda-loss+",
+        }
+    }
+
+    fn needs(&self) -> Needs {
+        rows_only()
+    }
+
+    fn decide(&mut self, input: &StepInput) -> Result<Decision> {
+        let name = TaskWeighting::name(self).to_string();
+        let rows = gradients(&name, input)?.rows_f64()?;
+        let out = self
+            .step(&rows, input.losses)
+            .map_err(solver_error(&name))?;
+        Ok(Decision::Weights(out.coefficients))
+    }
+}
+
+impl TaskWeighting for CaGradLibMtl {
+    fn name(&self) -> &str {
+        "cagrad-libmtl"
+    }
+
+    fn needs(&self) -> Needs {
+        rows_only()
+    }
+
+    fn decide(&mut self, input: &StepInput) -> Result<Decision> {
+        let rows = gradients("cagrad-libmtl", input)?.rows_f64()?;
+        let out = self.step(&rows).map_err(solver_error("cagrad-libmtl"))?;
+        Ok(Decision::Weights(out.coefficients))
+    }
+}
+
+impl TaskWeighting for Imtl {
+    fn name(&self) -> &str {
+        "imtl"
+    }
+
+    fn needs(&self) -> Needs {
+        rows_only()
+    }
+
+    fn prepare(&mut self, setup: &WeightingSetup) -> Result<()> {
+        let k = setup.task_names.len();
+        if self.loss_scale.is_empty() {
+            self.loss_scale = vec![0.0; k];
+        }
+        self.learned.init(&self.loss_scale)
+    }
+
+    fn parameters(&self) -> Vec<(String, candle_core::Var)> {
+        self.learned
+            .var()
+            .map(|v| ("loss_scale".to_string(), v.clone()))
+            .into_iter()
+            .collect()
+    }
+
+    fn decide(&mut self, input: &StepInput) -> Result<Decision> {
+        if self.learned.var().is_some() {
+            self.loss_scale = self.learned.values()?;
+        }
+        let rows = gradients("imtl", input)?.rows_f64()?;
+        let out = self
+            .step(&rows, input.losses)
+            .map_err(solver_error("imtl"))?;
+        self.pending_gradient = out.grad_loss_scale;
+        Ok(Decision::Weights(out.coefficients))
+    }
+
+    fn auxiliary_loss(
+        &self,
+        _detached_losses: &[candle_core::Tensor],
+    ) -> Result<Option<candle_core::Tensor>> {
+        self.learned.surrogate(&self.pending_gradient)
+    }
+}
+
+impl TaskWeighting for GradNorm {
+    fn name(&self) -> &str {
+        "gradnorm"
+    }
+
+    fn needs(&self) -> Needs {
+        rows_only()
+    }
+
+    fn prepare(&mut self, setup: &WeightingSetup) -> Result<()> {
+        let k = setup.task_names.len();
+        if self.loss_scale.is_empty() {
+            self.loss_scale = vec![1.0; k];
+        }
+        self.learned.init(&self.loss_scale)
+    }
+
+    fn parameters(&self) -> Vec<(String, candle_core::Var)> {
+        self.learned
+            .var()
+            .map(|v| ("loss_scale".to_string(), v.clone()))
+            .into_iter()
+            .collect()
+    }
+
+    /// The first step's losses become the reference `L_k(0)` of the loss ratios.
+    fn decide(&mut self, input: &StepInput) -> Result<Decision> {
+        if self.learned.var().is_some() {
+            self.loss_scale = self.learned.values()?;
+        }
+        if self.initial_losses.is_empty() {
+            self.initial_losses = input.losses.to_vec();
+        }
+        let rows = gradients("gradnorm", input)?.rows_f64()?;
+        let out = self
+            .step(&rows, input.losses)
+            .map_err(solver_error("gradnorm"))?;
+        self.pending_gradient = out.grad_loss_scale;
+        Ok(Decision::Weights(out.weights))
+    }
+
+    fn auxiliary_loss(
+        &self,
+        _detached_losses: &[candle_core::Tensor],
+    ) -> Result<Option<candle_core::Tensor>> {
+        self.learned.surrogate(&self.pending_gradient)
+    }
+}

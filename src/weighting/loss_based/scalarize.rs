@@ -2,8 +2,6 @@
 //! validation, a numerically stable softmax, the small [`Adam`] optimiser used by FAMO, and the
 //! bridge between a strategy's own f64 parameters and the trainer's optimiser.
 
-use candle_core::{Device, Tensor, Var};
-
 use crate::error::{Error, Result as CrateResult};
 
 /// The output of a scalariser: the scalar loss and its derivative with respect to each task loss.
@@ -194,71 +192,7 @@ impl Adam {
     }
 }
 
-/// A strategy's own learnable parameters (one per task), held as a candle variable on the CPU
-/// so that the trainer's optimiser updates them with the model.
-#[derive(Debug, Clone, Default)]
-pub struct LearnedParameters(Option<Var>);
-
-impl PartialEq for LearnedParameters {
-    fn eq(&self, other: &Self) -> bool {
-        self.values().ok() == other.values().ok()
-    }
-}
-
-impl LearnedParameters {
-    /// Creates the variable from `initial`.
-    pub(crate) fn init(&mut self, initial: &[f64]) -> CrateResult<()> {
-        let t = Tensor::from_vec(
-            initial.iter().map(|v| *v as f32).collect::<Vec<_>>(),
-            initial.len(),
-            &Device::Cpu,
-        )?;
-        self.0 = Some(Var::from_tensor(&t)?);
-        Ok(())
-    }
-
-    /// The variable, once created.
-    pub(crate) fn var(&self) -> Option<&Var> {
-        self.0.as_ref()
-    }
-
-    /// Current values (empty before [`init`](Self::init)).
-    pub(crate) fn values(&self) -> CrateResult<Vec<f64>> {
-        match &self.0 {
-            Some(v) => Ok(v
-                .as_tensor()
-                .to_vec1::<f32>()?
-                .into_iter()
-                .map(f64::from)
-                .collect()),
-            None => Ok(Vec::new()),
-        }
-    }
-
-    /// A scalar whose gradient with respect to the variable is `gradient` (a linear surrogate
-    /// of the strategy's own objective, whose gradient was computed analytically).
-    pub(crate) fn surrogate(&self, gradient: &[f64]) -> CrateResult<Option<Tensor>> {
-        let Some(v) = &self.0 else { return Ok(None) };
-        let g = Tensor::from_vec(
-            gradient.iter().map(|x| *x as f32).collect::<Vec<_>>(),
-            gradient.len(),
-            &Device::Cpu,
-        )?;
-        Ok(Some((v.as_tensor() * g)?.sum_all()?))
-    }
-}
-
-/// Detached loss tensors as f64 values.
-pub(crate) fn loss_values(losses: &[Tensor]) -> CrateResult<Vec<f64>> {
-    losses
-        .iter()
-        .map(|l| {
-            Ok(f64::from(
-                l.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?,
-            ))
-        })
-        .collect()
-}
+pub(crate) use crate::weighting::support::{loss_values, LearnedParameters};
 
 /// A per-task vector sized for `k` tasks: zeros when empty, an error naming `what` when it was
 /// given with another length.

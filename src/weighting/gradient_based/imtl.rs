@@ -1,0 +1,126 @@
+//! IMTL (Impartial Multi-Task Learning), as in LibMTL 1.1.5 (IMTL-L loss scales + IMTL-G weights).
+
+use super::rows::{check_rows, check_vec, dot, norm, solve_linear, Aggregate, Aggregator};
+
+/// Everything one IMTL step produces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImtlOutput {
+    /// IMTL-G weights `alpha` on the scaled gradients `h_k = exp(s_k) g_k` (what LibMTL returns).
+    pub alpha: Vec<f64>,
+    /// Coefficients on the raw gradients: `alpha_k exp(s_k)`. The update is `sum_k coef_k g_k`.
+    pub coefficients: Vec<f64>,
+    /// Gradient of the scaled loss `sum_k (exp(s_k) L_k - s_k)` with respect to `s`:
+    /// `exp(s_k) L_k - 1` (what LibMTL's backward leaves in `loss_scale.grad`).
+    pub grad_loss_scale: Vec<f64>,
+}
+
+/// IMTL: each loss is rescaled as `exp(s_k) L_k - s_k` with learnable `s` (IMTL-L), and the
+/// gradients `h_k = exp(s_k) g_k` of the scaled losses are combined with the IMTL-G weights that
+/// give the update equal projections on every unit gradient `u_k = h_k / |h_k|`:
+/// with `D = [h_1 - h_k]_{k>=2}`, `U = [u_1 - u_k]_{k>=2}`,
+/// `alpha_{2..K} = h_1 U^T (D U^T)^{-1}`, `alpha_1 = 1 - sum_{k>=2} alpha_k`, and
+/// `d = sum_k alpha_k h_k`.
+///
+/// Paper: L. Liu, Y. Li, Z. Kuang, J.-H. Xue, Y. Chen, W. Yang, Q. Liao and W. Zhang,
+/// "Towards Impartial Multi-task Learning", ICLR 2021.
+///
+/// | name | default | range | meaning |
+/// |---|---|---|---|
+/// | `loss_scale` | empty (= zeros) | finite, length `K` | learnable log-scales `s` (state; LibMTL initialises to 0) |
+///
+/// The `(K-1) x (K-1)` system is singular when `K - 1 > d` (or gradients are dependent): an error
+/// is returned then, where LibMTL's `torch.inverse` fails too.
+///
+/// Needs: full per-task gradients and the losses (the losses only for `grad_loss_scale`).
+/// Cost per step: `O(K^2 d + K^3)`. Optimise `loss_scale` with your optimiser using
+/// `grad_loss_scale`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Imtl {
+    /// Learnable log-scales `s` (empty means all zeros).
+    pub loss_scale: Vec<f64>,
+    /// The trainer-held copy of `loss_scale` (a candle variable), once prepared.
+    pub(crate) learned: crate::weighting::support::LearnedParameters,
+    /// Gradient of the strategy's own objective with respect to `loss_scale`, from the last step.
+    pub(crate) pending_gradient: Vec<f64>,
+}
+
+impl Imtl {
+    /// Sets the log-scales (e.g. a golden case's `state_before.loss_scale`).
+    pub fn set_loss_scale(&mut self, s: Vec<f64>) -> Result<(), String> {
+        check_vec("loss_scale", &s, s.len())?;
+        self.loss_scale = s;
+        Ok(())
+    }
+
+    /// One IMTL step. `losses` may be empty, in which case `grad_loss_scale` is empty.
+    pub fn step(&self, rows: &[Vec<f64>], losses: &[f64]) -> Result<ImtlOutput, String> {
+        let (k, _) = check_rows(rows)?;
+        let s = if self.loss_scale.is_empty() {
+            vec![0.0; k]
+        } else {
+            check_vec("loss_scale", &self.loss_scale, k)?;
+            self.loss_scale.clone()
+        };
+        let scale: Vec<f64> = s.iter().map(|v| v.exp()).collect();
+        let h: Vec<Vec<f64>> = rows
+            .iter()
+            .zip(&scale)
+            .map(|(r, e)| r.iter().map(|x| x * e).collect())
+            .collect();
+        let mut u = Vec::with_capacity(k);
+        for (i, hk) in h.iter().enumerate() {
+            let n = norm(hk);
+            if n == 0.0 {
+                return Err(format!(
+                    "IMTL: gradient of task {i} is zero (cannot normalise it)"
+                ));
+            }
+            u.push(hk.iter().map(|x| x / n).collect::<Vec<f64>>());
+        }
+        let alpha = if k == 1 {
+            vec![1.0]
+        } else {
+            let dm: Vec<Vec<f64>> = (1..k)
+                .map(|j| h[0].iter().zip(&h[j]).map(|(a, b)| a - b).collect())
+                .collect();
+            let um: Vec<Vec<f64>> = (1..k)
+                .map(|j| u[0].iter().zip(&u[j]).map(|(a, b)| a - b).collect())
+                .collect();
+            // alpha^T (D U^T) = h_1 U^T  <=>  (D U^T)^T alpha = U h_1
+            let mt: Vec<Vec<f64>> = (0..k - 1)
+                .map(|b| (0..k - 1).map(|a| dot(&dm[a], &um[b])).collect())
+                .collect();
+            let rhs: Vec<f64> = um.iter().map(|ub| dot(&h[0], ub)).collect();
+            let tail = solve_linear(&mt, &rhs).map_err(|e| {
+                format!("IMTL: D U^T is singular (K - 1 > d or dependent gradients): {e}")
+            })?;
+            let mut a = Vec::with_capacity(k);
+            a.push(1.0 - tail.iter().sum::<f64>());
+            a.extend(tail);
+            a
+        };
+        let coefficients = alpha.iter().zip(&scale).map(|(a, e)| a * e).collect();
+        let grad_loss_scale = if losses.is_empty() {
+            Vec::new()
+        } else {
+            check_vec("losses", losses, k)?;
+            losses
+                .iter()
+                .zip(&scale)
+                .map(|(l, e)| e * l - 1.0)
+                .collect()
+        };
+        Ok(ImtlOutput {
+            alpha,
+            coefficients,
+            grad_loss_scale,
+        })
+    }
+}
+
+impl Aggregator for Imtl {
+    /// Returns the coefficients on the raw gradients.
+    fn aggregate(&mut self, rows: &[Vec<f64>], losses: &[f64]) -> Result<Aggregate, String> {
+        Ok(Aggregate::Weights(self.step(rows, losses)?.coefficients))
+    }
+}

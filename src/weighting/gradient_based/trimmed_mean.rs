@@ -1,0 +1,63 @@
+//! Trimmed mean, as in torchjd 0.18.0.
+
+use super::rows::{check_rows, Aggregate, Aggregator};
+
+/// Coordinate-wise trimmed mean: for every coordinate, drop the `t` largest and `t` smallest task
+/// values and average the remaining `K - 2t`. The result is a direction, not a combination of rows.
+///
+/// Paper: D. Yin, Y. Chen, K. Ramchandran and P. Bartlett, "Byzantine-Robust Distributed
+/// Learning: Towards Optimal Statistical Rates", ICML 2018.
+///
+/// | name | default | range | meaning |
+/// |---|---|---|---|
+/// | `trim_number` | 1 | `K >= 2 t + 1` | values `t` removed at each end of every coordinate |
+///
+/// Needs: full per-task gradients (coordinate-wise). Cost per step: `O(d K log K)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrimmedMean {
+    /// Number of values removed at each end.
+    pub trim_number: usize,
+}
+
+impl Default for TrimmedMean {
+    fn default() -> Self {
+        Self { trim_number: 1 }
+    }
+}
+
+impl TrimmedMean {
+    /// The trimmed-mean direction.
+    pub fn direction(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>, String> {
+        let (k, d) = check_rows(rows)?;
+        let need = self
+            .trim_number
+            .checked_mul(2)
+            .and_then(|v| v.checked_add(1));
+        if need.is_none_or(|need| k < need) {
+            return Err(format!(
+                "TrimmedMean: needs at least 2 * trim_number + 1 tasks (trim_number = {}), got {k}",
+                self.trim_number
+            ));
+        }
+        let n = k - 2 * self.trim_number;
+        let mut out = vec![0.0; d];
+        let mut col = vec![0.0; k];
+        for (c, o) in out.iter_mut().enumerate() {
+            for (x, r) in col.iter_mut().zip(rows) {
+                *x = r[c];
+            }
+            col.sort_by(|a, b| a.total_cmp(b));
+            *o = col[self.trim_number..self.trim_number + n]
+                .iter()
+                .sum::<f64>()
+                / n as f64;
+        }
+        Ok(out)
+    }
+}
+
+impl Aggregator for TrimmedMean {
+    fn aggregate(&mut self, rows: &[Vec<f64>], _losses: &[f64]) -> Result<Aggregate, String> {
+        Ok(Aggregate::Direction(self.direction(rows)?))
+    }
+}
