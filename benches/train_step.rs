@@ -1,6 +1,6 @@
 //! One training step of the `mnist_cls_reg` model (ConvNet conv 32 / conv 64 / linear 128,
 //! a 10-way classification head and a regression head) on real MNIST digits from the committed
-//! fixture, at batch 64, with equal and inverse-loss weighting.
+//! fixture, at batch 64, with loss-based and gradient-based weighting.
 //!
 //! `cargo bench --bench train_step`; throughput is reported in samples/s.
 
@@ -8,6 +8,7 @@ use candle_core::Device;
 use candle_mtl::data::load_mnist;
 use candle_mtl::prelude::*;
 use candle_mtl::train::StepBatch;
+use candle_mtl::weighting::by_name;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn trainer(weighting: Box<dyn TaskWeighting>) -> Result<Trainer> {
@@ -35,15 +36,19 @@ fn bench(c: &mut Criterion) -> Result<()> {
     let mut group = c.benchmark_group("train_step");
     group.throughput(Throughput::Elements(batch_size as u64));
     group.sample_size(20);
-    for (name, weighting) in [
-        (
-            "equal/batch64",
-            Box::new(Equal::sum()) as Box<dyn TaskWeighting>,
-        ),
-        ("inverse_loss/batch64", Box::new(InverseLoss::new())),
+    // Loss-based (one backward), representation gradients (a backward per task through the
+    // heads only, then one encoder backward) and shared-parameter gradients (one full backward
+    // per task).
+    for name in [
+        "equal",
+        "inverse-loss",
+        "mgda-ub",
+        "mgda",
+        "pcgrad",
+        "upgrad",
     ] {
-        let mut t = trainer(weighting)?;
-        group.bench_function(name, |b| {
+        let mut t = trainer(by_name(name)?)?;
+        group.bench_function(format!("{name}/batch64"), |b| {
             b.iter(|| t.train_step(&batch).expect("training step"));
         });
     }

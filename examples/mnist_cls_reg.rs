@@ -32,39 +32,13 @@ USAGE: cargo run --release --example mnist_cls_reg -- [FLAGS]
   --batch-size N        batch size (default 64)
   --lr X                learning rate (default 1e-3)
   --optimizer NAME      adam | adamw | sgd (default adam)
-  --weighting NAME      equal | equal-mean | inverse-loss | fixed:W_CLS,W_REG (default equal)
+  --weighting NAME      equal (default) | inverse-loss | uncertainty | dwa | famo | mgda |
+                        mgda-ub | pcgrad | cagrad | nash-mtl | upgrad | ... | fixed:W_CLS,W_REG
+                        (every name of candle_mtl::weighting::STRATEGIES)
   --seed N              seed of the initial weights and the data order (default 0)
   --train-limit N       use only the first N training digits
   --cpu                 train on the CPU even when a GPU is available
   --summary-json PATH   write the final per-task metrics as JSON";
-
-fn weighting_from(name: &str) -> Result<Box<dyn TaskWeighting>> {
-    Ok(match name {
-        "equal" => Box::new(Equal::sum()),
-        "equal-mean" => Box::new(Equal::mean()),
-        "inverse-loss" => Box::new(InverseLoss::new()),
-        other => match other.strip_prefix("fixed:") {
-            Some(ws) => {
-                let weights = ws
-                    .split(',')
-                    .map(|w| {
-                        w.trim().parse::<f64>().map_err(|_| {
-                            Error::config("--weighting fixed weight", w, "not a number")
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Box::new(Fixed::new(weights)?)
-            }
-            None => {
-                return Err(Error::config(
-                    "--weighting",
-                    other,
-                    "expected equal, equal-mean, inverse-loss or fixed:W_CLS,W_REG",
-                ))
-            }
-        },
-    })
-}
 
 fn dataset(images: &ImageDataset) -> Result<TensorDataset> {
     TensorDataset::from_images(images, Normalize::mnist())?
@@ -79,7 +53,7 @@ fn run(args: &Args) -> Result<()> {
     let seed: u64 = args.parse_or("seed", 0, "expected a non-negative integer")?;
     let train_limit: usize = args.parse_or("train-limit", usize::MAX, "expected a whole number")?;
     let weighting_name = args.get("weighting").unwrap_or("equal");
-    let weighting = weighting_from(weighting_name)?;
+    let weighting = candle_mtl::weighting::by_name(weighting_name)?;
     let optimizer = OptimizerConfig::from_name(args.get("optimizer").unwrap_or("adam"), lr)?;
 
     let (dir, how) = locate_dataset(

@@ -61,7 +61,7 @@ pub const STRATEGIES: &[(&str, &str)] = &[
     ("aligned-mtl-rmse", "Aligned-MTL, RMSE scaling"),
     ("upgrad", "unconflicting projection of gradients (Quinton & Rey 2024)"),
     ("dualproj", "projection onto the dual cone of the gradients (GEM-style)"),
-    ("config", "conflict-free inverse gradients (Liu et al. 2024)"),
+    ("config", "conflict-free inverse gradients (Liu, Chu & Thuerey, ICLR 2025)"),
     ("gradnorm", "gradient normalisation, alpha = 1.5 (Chen et al. 2018)"),
     ("fairgrad", "alpha-fair gradient, alpha = 1 (Ban & Ji 2024)"),
     ("excess-mtl", "excess-risk weighting (He et al. 2024)"),
