@@ -54,6 +54,7 @@ fn decide(c: &mut Criterion) {
                         epoch: 0,
                         losses: &losses,
                         gradients: Some(&g),
+                        second_gradients: None,
                     };
                     s.decide(&input).expect("decision")
                 })

@@ -83,6 +83,20 @@ impl TaskGradients {
         Ok(self.gramian.get_or_init(|| gram).clone())
     }
 
+    /// `G H^T` (K x K) with the gradients `H` of another batch, computed on the device.
+    pub fn cross_gramian(&self, other: &TaskGradients) -> Result<Vec<Vec<f64>>> {
+        if other.matrix.dims() != self.matrix.dims() {
+            return Err(Error::DataMismatch(format!(
+                "gradient matrices of shapes {:?} and {:?} cannot be compared",
+                self.matrix.dims(),
+                other.matrix.dims()
+            )));
+        }
+        let a = self.matrix.to_dtype(DType::F32)?;
+        let b = other.matrix.to_dtype(DType::F32)?;
+        Ok(a.matmul(&b.t()?)?.to_dtype(DType::F64)?.to_vec2::<f64>()?)
+    }
+
     /// The rows in f64 on the host (for solvers that need the full vectors).
     pub fn rows_f64(&self) -> Result<Vec<Vec<f64>>> {
         Ok(self.matrix.to_dtype(DType::F64)?.to_vec2::<f64>()?)

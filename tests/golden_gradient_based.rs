@@ -23,6 +23,7 @@ impl<F: Fn() -> Box<dyn TaskWeighting>> GramianWeighting for Linear<F> {
             epoch: 0,
             losses: &losses,
             gradients: None,
+            second_gradients: None,
         };
         match (self.0)().decide(&input).map_err(|e| e.to_string())? {
             Decision::Weights(w) => Ok(w),

@@ -28,6 +28,7 @@ fn linear_weights(mut s: impl candle_mtl::weighting::TaskWeighting, losses: &[f6
         epoch: 0,
         losses,
         gradients: None,
+        second_gradients: None,
     };
     match s.decide(&input).unwrap() {
         candle_mtl::weighting::Decision::Weights(w) => w,

@@ -18,6 +18,7 @@ fn linear(strategy: &mut dyn TaskWeighting, losses: &[f64]) -> Result<Scalarized
         epoch: 0,
         losses,
         gradients: None,
+        second_gradients: None,
     };
     match strategy.decide(&input).map_err(|e| e.to_string())? {
         Decision::Weights(w) => Ok(Scalarized {

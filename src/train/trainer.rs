@@ -44,6 +44,7 @@ pub struct Trainer {
     losses_after_step: bool,
     weighting_vars: Vec<(String, Var)>,
     last_gradient_stats: Option<GradientStats>,
+    batches_per_step: usize,
     step: u64,
     epoch: usize,
     rng: ChaCha8Rng,
@@ -74,11 +75,12 @@ impl Trainer {
             Some(s) => Some(s),
             None => needs.gradients.first().copied(),
         };
+        let batches_per_step = needs.batches_per_step.clamp(1, MAX_BATCHES_PER_STEP);
         let setup = WeightingSetup {
             task_names: model.task_names(),
             gradient_source,
             input_mode: config.input_mode,
-            batches_per_step: 1,
+            batches_per_step,
         };
         check_compatible(weighting.as_ref(), &setup)?;
         match gradient_source {
@@ -86,6 +88,13 @@ impl Trainer {
                 return Err(refuse(
                     "representation gradients need single-input mode (one representation of one batch); \
                      in multi-input mode use shared-parameter gradients"
+                        .into(),
+                ))
+            }
+            Some(GradientSource::Representation) if batches_per_step > 1 => {
+                return Err(refuse(
+                    "cross-batch strategies compare shared-parameter gradients of two batches; \
+                     representation gradients of different batches are not comparable"
                         .into(),
                 ))
             }
@@ -114,6 +123,7 @@ impl Trainer {
             gradient_source,
             weighting_vars,
             last_gradient_stats: None,
+            batches_per_step,
             step: 0,
             epoch: 0,
         })
@@ -346,6 +356,7 @@ impl Trainer {
         &mut self,
         fwd: &Forward,
         losses: &[f64],
+        second: Option<&TaskGradients>,
     ) -> Result<(GradStore, Option<Vec<f64>>)> {
         let shared = self.model.shared_vars();
         let stores = fwd
@@ -365,6 +376,7 @@ impl Trainer {
             epoch: self.epoch,
             losses,
             gradients: Some(&gradients),
+            second_gradients: second,
         };
         let all_vars = self.model.params().named_vars();
         match self.weighting.decide(&input)? {
@@ -431,6 +443,7 @@ impl Trainer {
             epoch: self.epoch,
             losses,
             gradients: Some(&gradients),
+            second_gradients: None,
         };
         let decision = self.weighting.decide(&input)?;
         let (head_weights, surrogate) = match &decision {
@@ -495,6 +508,20 @@ impl Trainer {
             Decision::Direction(_) => None,
         };
         Ok((combined, weights))
+    }
+
+    /// The per-task shared-parameter gradients of a second, independent batch.
+    fn second_batch_gradients(&mut self, batch: &StepBatch) -> Result<TaskGradients> {
+        self.check_batch_mode(batch)?;
+        let fwd = self.forward(batch, true, false)?;
+        self.loss_values(&fwd.losses)?;
+        let shared = self.model.shared_vars();
+        let rows = fwd
+            .losses
+            .iter()
+            .map(|l| flatten(&l.backward()?, &shared))
+            .collect::<Result<Vec<_>>>()?;
+        TaskGradients::new(GradientSource::SharedParameters, Tensor::stack(&rows, 0)?)
     }
 
     fn check_data(&self, data: TaskData<'_>) -> Result<()> {
@@ -562,8 +589,15 @@ impl Trainer {
     }
 }
 
-impl MultiTaskTrainer for Trainer {
-    fn train_step(&mut self, batch: &StepBatch) -> Result<StepReport> {
+impl Trainer {
+    /// One step of a cross-batch strategy (MoDo, SDMGrad): `second` is an independent batch
+    /// whose per-task gradients the strategy compares with those of `batch`
+    /// ([`StepInput::second_gradients`]); the update is computed on `batch`.
+    pub fn train_step_pair(&mut self, batch: &StepBatch, second: &StepBatch) -> Result<StepReport> {
+        self.step_inner(batch, Some(second))
+    }
+
+    fn step_inner(&mut self, batch: &StepBatch, second: Option<&StepBatch>) -> Result<StepReport> {
         self.check_batch_mode(batch)?;
         self.last_gradient_stats = None;
         let representation = self.gradient_source == Some(GradientSource::Representation);
@@ -576,11 +610,16 @@ impl MultiTaskTrainer for Trainer {
                     epoch: self.epoch,
                     losses: &losses,
                     gradients: None,
+                    second_gradients: None,
                 };
                 self.loss_based_update(&fwd, input)?
             }
             Some(GradientSource::SharedParameters) => {
-                self.shared_parameter_update(&fwd, &losses)?
+                let second_gradients = match second {
+                    Some(b) => Some(self.second_batch_gradients(b)?),
+                    None => None,
+                };
+                self.shared_parameter_update(&fwd, &losses, second_gradients.as_ref())?
             }
             Some(GradientSource::Representation) => self.representation_update(&fwd, &losses)?,
         };
@@ -621,6 +660,18 @@ impl MultiTaskTrainer for Trainer {
         };
         self.step += 1;
         Ok(report)
+    }
+}
+
+impl MultiTaskTrainer for Trainer {
+    fn train_step(&mut self, batch: &StepBatch) -> Result<StepReport> {
+        if self.batches_per_step > 1 {
+            return Err(Error::IncompatibleWeighting {
+                strategy: self.weighting.name().to_string(),
+                reason: "it needs two batches per step: use Trainer::train_step_pair, or train_epoch / fit".into(),
+            });
+        }
+        self.step_inner(batch, None)
     }
 
     fn train_epoch(&mut self, data: TaskData<'_>) -> Result<EpochReport> {
@@ -705,19 +756,44 @@ impl MultiTaskTrainer for Trainer {
                 StepBatch::PerTask(batches)
             })
         };
-        let stats = prefetch(plan.len(), self.config.prefetch_depth, produce, |batch| {
-            let batch = match batch {
+        // Cross-batch strategies take consecutive batches in groups (the last, incomplete group
+        // is dropped); everything else one batch per step.
+        let group = self.batches_per_step;
+        let mut produce = produce;
+        let produce_group = |i: usize| -> Result<Vec<StepBatch>> {
+            (i * group..(i + 1) * group).map(&mut produce).collect()
+        };
+        let to_device = |batch: StepBatch| -> Result<StepBatch> {
+            Ok(match batch {
                 StepBatch::Shared(b) => StepBatch::Shared(b.to_device(&device)?),
                 StepBatch::PerTask(bs) => StepBatch::PerTask(
                     bs.iter()
                         .map(|b| b.to_device(&device))
                         .collect::<Result<Vec<_>>>()?,
                 ),
-            };
-            let r = self.train_step(&batch)?;
-            record(&r);
-            Ok(())
-        })?;
+            })
+        };
+        let stats = prefetch(
+            plan.len() / group,
+            self.config.prefetch_depth,
+            produce_group,
+            |batches| {
+                let mut batches = batches
+                    .into_iter()
+                    .map(to_device)
+                    .collect::<Result<Vec<_>>>()?;
+                let r = if batches.len() == 2 {
+                    let second = batches
+                        .pop()
+                        .ok_or_else(|| Error::DataMismatch("empty group".into()))?;
+                    self.train_step_pair(&batches[0], &second)?
+                } else {
+                    self.train_step(&batches[0])?
+                };
+                record(&r);
+                Ok(())
+            },
+        )?;
         let seconds = start.elapsed().as_secs_f64();
         let mean = |v: Vec<f64>| {
             v.into_iter()
@@ -805,6 +881,9 @@ impl MultiTaskTrainer for Trainer {
         Ok(EvalReport { tasks })
     }
 }
+
+/// The most batches per step the trainer gives a cross-batch strategy.
+const MAX_BATCHES_PER_STEP: usize = 2;
 
 /// Salt of the seed handed to the weighting strategy, so that its generator and the data
 /// order's are independent.

@@ -115,6 +115,9 @@ pub struct StepInput<'a> {
     pub losses: &'a [f64],
     /// Per-task gradients, present when [`Needs::gradients`] is not empty.
     pub gradients: Option<&'a TaskGradients>,
+    /// For cross-batch strategies ([`Needs::batches_per_step`] = 2): the per-task gradients of
+    /// a second, independent batch of the same step.
+    pub second_gradients: Option<&'a TaskGradients>,
 }
 
 /// What a strategy decides for a step.
@@ -154,7 +157,8 @@ pub struct AfterStep<'a> {
 ///     }
 /// }
 /// let mut s = Proportional;
-/// let d = s.decide(&StepInput { step: 0, epoch: 0, losses: &[1.0, 3.0], gradients: None })?;
+/// let input = StepInput { step: 0, epoch: 0, losses: &[1.0, 3.0], gradients: None, second_gradients: None };
+/// let d = s.decide(&input)?;
 /// assert!(matches!(d, Decision::Weights(w) if w == vec![0.25, 0.75]));
 /// # Ok::<(), candle_mtl::Error>(())
 /// ```

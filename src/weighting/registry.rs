@@ -43,35 +43,95 @@ pub const STRATEGIES: &[(&str, &str)] = &[
         "pbi",
         "penalty-based boundary intersection, uniform preference (Zhang & Li 2007)",
     ),
-    ("mgda", "min-norm point of the task gradients, Frank-Wolfe (Sener & Koltun 2018)"),
-    ("mgda-ub", "MGDA on the representation's gradients (Sener & Koltun 2018)"),
+    (
+        "mgda",
+        "min-norm point of the task gradients, Frank-Wolfe (Sener & Koltun 2018)",
+    ),
+    (
+        "mgda-ub",
+        "MGDA on the representation's gradients (Sener & Koltun 2018)",
+    ),
     ("mgda-libmtl", "LibMTL's MGDA, no gradient normalisation"),
     ("mgda-l2", "LibMTL's MGDA on L2-normalised gradients"),
-    ("mgda-loss", "LibMTL's MGDA on gradients divided by their loss"),
-    ("mgda-loss+", "LibMTL's MGDA on gradients scaled by loss / norm"),
-    ("pcgrad", "projecting conflicting gradients, seeded task order (Yu et al. 2020)"),
-    ("gradvac", "gradient vaccine, EMA cosine targets, beta = 0.5 (Wang et al. 2021)"),
-    ("cagrad", "conflict-averse gradient, c = 0.5 (Liu et al. 2021)"),
+    (
+        "mgda-loss",
+        "LibMTL's MGDA on gradients divided by their loss",
+    ),
+    (
+        "mgda-loss+",
+        "LibMTL's MGDA on gradients scaled by loss / norm",
+    ),
+    (
+        "pcgrad",
+        "projecting conflicting gradients, seeded task order (Yu et al. 2020)",
+    ),
+    (
+        "gradvac",
+        "gradient vaccine, EMA cosine targets, beta = 0.5 (Wang et al. 2021)",
+    ),
+    (
+        "cagrad",
+        "conflict-averse gradient, c = 0.5 (Liu et al. 2021)",
+    ),
     ("cagrad-libmtl", "LibMTL's CAGrad, calpha = 0.5, rescale 1"),
-    ("imtl-g", "impartial MTL, gradient balance (Liu et al. 2021)"),
-    ("imtl", "IMTL hybrid: IMTL-G plus learned loss scales (Liu et al. 2021)"),
+    (
+        "imtl-g",
+        "impartial MTL, gradient balance (Liu et al. 2021)",
+    ),
+    (
+        "imtl",
+        "IMTL hybrid: IMTL-G plus learned loss scales (Liu et al. 2021)",
+    ),
     ("nash-mtl", "Nash bargaining solution (Navon et al. 2022)"),
-    ("aligned-mtl", "Aligned-MTL, min scaling (Senushkin et al. 2023)"),
+    (
+        "aligned-mtl",
+        "Aligned-MTL, min scaling (Senushkin et al. 2023)",
+    ),
     ("aligned-mtl-median", "Aligned-MTL, median scaling"),
     ("aligned-mtl-rmse", "Aligned-MTL, RMSE scaling"),
-    ("upgrad", "unconflicting projection of gradients (Quinton & Rey 2024)"),
-    ("dualproj", "projection onto the dual cone of the gradients (GEM-style)"),
-    ("config", "conflict-free inverse gradients (Liu, Chu & Thuerey, ICLR 2025)"),
-    ("gradnorm", "gradient normalisation, alpha = 1.5 (Chen et al. 2018)"),
+    (
+        "upgrad",
+        "unconflicting projection of gradients (Quinton & Rey 2024)",
+    ),
+    (
+        "dualproj",
+        "projection onto the dual cone of the gradients (GEM-style)",
+    ),
+    (
+        "config",
+        "conflict-free inverse gradients (Liu, Chu & Thuerey, ICLR 2025)",
+    ),
+    (
+        "gradnorm",
+        "gradient normalisation, alpha = 1.5 (Chen et al. 2018)",
+    ),
     ("fairgrad", "alpha-fair gradient, alpha = 1 (Ban & Ji 2024)"),
     ("excess-mtl", "excess-risk weighting (He et al. 2024)"),
-    ("graddrop", "gradient sign dropout on the representation (Chen et al. 2020)"),
-    ("krum", "Krum robust aggregation, 1 Byzantine, 1 selected (Blanchard et al. 2017)"),
-    ("trimmed-mean", "coordinate-wise trimmed mean, trim 1 (Yin et al. 2018)"),
+    (
+        "graddrop",
+        "gradient sign dropout on the representation (Chen et al. 2020)",
+    ),
+    (
+        "krum",
+        "Krum robust aggregation, 1 Byzantine, 1 selected (Blanchard et al. 2017)",
+    ),
+    (
+        "trimmed-mean",
+        "coordinate-wise trimmed mean, trim 1 (Yin et al. 2018)",
+    ),
     ("pcd", "as in torchjd 0.18 (tau 0.02, beta 0.999)"),
-    ("cr-mogm", "moving average (alpha 0.9) of UPGrad's weights (Zhou et al. 2022)"),
-    ("modo", "MoDo double sampling (Chen et al. 2023): 2 batches per step, refused by the trainer for now"),
-    ("sdmgrad", "SDMGrad (Xiao et al. 2023): 2 batches per step, refused by the trainer for now"),
+    (
+        "cr-mogm",
+        "moving average (alpha 0.9) of UPGrad's weights (Zhou et al. 2022)",
+    ),
+    (
+        "modo",
+        "MoDo double sampling, two batches per step (Chen et al. 2023)",
+    ),
+    (
+        "sdmgrad",
+        "stochastic direction-oriented MGDA, two batches per step (Xiao et al. 2023)",
+    ),
 ];
 
 /// A strategy with its default hyper-parameters, by name (see [`STRATEGIES`]); `fixed:1,0.5`

@@ -56,6 +56,7 @@ mod tests {
             epoch: 0,
             losses: &[2.0, 0.5, 9.0, 1.0],
             gradients: None,
+            second_gradients: None,
         };
         let Decision::Weights(w) = Equal::sum().decide(&input)? else {
             panic!("weights expected")
