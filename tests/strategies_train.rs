@@ -34,7 +34,12 @@ fn every_registered_strategy_trains_both_tasks() {
             seed: 1,
             ..Default::default()
         };
-        let built = Trainer::new(mlp_model(1), weighting, config);
+        let built = if needs.meta_validation {
+            // Auto-Lambda learns its weights on held-out data: the test split here.
+            Trainer::with_meta_validation(mlp_model(1), weighting, config, test.clone())
+        } else {
+            Trainer::new(mlp_model(1), weighting, config)
+        };
         if needs.min_tasks > 2 {
             // Robust aggregators needing more tasks than this two-task model has are refused
             // when the trainer is built, naming both.

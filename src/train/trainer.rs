@@ -45,6 +45,8 @@ pub struct Trainer {
     weighting_vars: Vec<(String, Var)>,
     last_gradient_stats: Option<GradientStats>,
     batches_per_step: usize,
+    meta_validation: Option<TensorDataset>,
+    meta_rng: ChaCha8Rng,
     step: u64,
     epoch: usize,
     rng: ChaCha8Rng,
@@ -62,8 +64,17 @@ impl Trainer {
     /// whose needs the setup cannot meet, naming both.
     pub fn new(
         model: MultiTaskModel,
+        weighting: Box<dyn TaskWeighting>,
+        config: TrainerConfig,
+    ) -> Result<Self> {
+        Self::build(model, weighting, config, None)
+    }
+
+    fn build(
+        model: MultiTaskModel,
         mut weighting: Box<dyn TaskWeighting>,
         config: TrainerConfig,
+        meta_validation: Option<TensorDataset>,
     ) -> Result<Self> {
         config.validate()?;
         let needs = weighting.needs();
@@ -103,6 +114,19 @@ impl Trainer {
             }
             _ => {}
         }
+        if needs.meta_validation && meta_validation.is_none() {
+            return Err(refuse(
+                "it learns its weights on a validation set: build the trainer with Trainer::with_meta_validation".into(),
+            ));
+        }
+        if needs.meta_validation
+            && (!needs.is_loss_only() || config.input_mode != InputMode::SingleInput)
+        {
+            return Err(refuse(
+                "meta-learned weights are supported for loss-based weighting in single-input mode"
+                    .into(),
+            ));
+        }
         weighting.prepare(&setup)?;
         weighting.seed(derive_seed(config.seed, WEIGHTING_SEED_STREAM));
         let weighting_vars: Vec<(String, Var)> = weighting
@@ -113,6 +137,7 @@ impl Trainer {
         let mut params = model.params().named_vars();
         params.extend(weighting_vars.iter().cloned());
         let optimizer = Optimizer::new(config.optimizer.clone(), params)?;
+        let meta_rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, META_SEED_STREAM));
         Ok(Self {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             losses_after_step: needs.losses_after_step,
@@ -124,9 +149,28 @@ impl Trainer {
             weighting_vars,
             last_gradient_stats: None,
             batches_per_step,
+            meta_validation,
+            meta_rng,
             step: 0,
             epoch: 0,
         })
+    }
+
+    /// A trainer whose strategy learns its weights on `validation` (strategies with
+    /// [`Needs::meta_validation`](crate::weighting::Needs::meta_validation), such as
+    /// [`AutoLambda`](crate::weighting::AutoLambda)): each step draws a batch of it, seeded.
+    /// `validation` must hold a target for every task and should not overlap the training set.
+    pub fn with_meta_validation(
+        model: MultiTaskModel,
+        weighting: Box<dyn TaskWeighting>,
+        config: TrainerConfig,
+        validation: TensorDataset,
+    ) -> Result<Self> {
+        let trainer = Self::build(model, weighting, config, Some(validation))?;
+        if let Some(v) = &trainer.meta_validation {
+            trainer.check_data(TaskData::Shared(v))?;
+        }
+        Ok(trainer)
     }
 
     /// The model being trained.
@@ -510,6 +554,101 @@ impl Trainer {
         Ok((combined, weights))
     }
 
+    /// Auto-Lambda's meta step (see [`AutoLambda`](crate::weighting::AutoLambda)): a virtual
+    /// step with `grads`, the validation gradient there, and finite differences of the training
+    /// losses along it give the gradient of the validation loss with respect to each task
+    /// weight. Parameters are restored before returning.
+    fn meta_step(&mut self, batch: &StepBatch, grads: &GradStore) -> Result<()> {
+        let Some(validation) = &self.meta_validation else {
+            return Err(self.invalid(
+                "it needs a meta-validation set: build the trainer with Trainer::with_meta_validation",
+            ));
+        };
+        let vars = self.model.params().named_vars();
+        let saved = vars
+            .iter()
+            .map(|(_, v)| Ok(v.as_tensor().copy()?))
+            .collect::<Result<Vec<_>>>()?;
+        let restore = |vars: &[(String, Var)]| -> Result<()> {
+            for ((_, v), t) in vars.iter().zip(&saved) {
+                v.set(t)?;
+            }
+            Ok(())
+        };
+        let alpha = self.optimizer.learning_rate();
+        let shift = |scale: f64, by: &GradStore| -> Result<()> {
+            for ((_, v), t) in vars.iter().zip(&saved) {
+                if let Some(g) = by.get(v) {
+                    v.set(&(t + g.detach().affine(scale, 0.0)?)?)?;
+                }
+            }
+            Ok(())
+        };
+        let idx = shuffled_batches(
+            validation.len(),
+            self.config.batch_size,
+            false,
+            &mut self.meta_rng,
+        )
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+        let val_batch = StepBatch::Shared(validation.batch(&idx, self.model.device())?);
+        let tasks: Vec<usize> = self
+            .weighting
+            .meta_objective_tasks()
+            .unwrap_or_else(|| (0..self.num_tasks()).collect());
+        // Virtual step, then the validation gradient there.
+        shift(-alpha, grads)?;
+        let result = (|| -> Result<Vec<f64>> {
+            let fwd = self.forward(&val_batch, true, false)?;
+            let mut objective: Option<Tensor> = None;
+            for &k in &tasks {
+                let l = fwd
+                    .losses
+                    .get(k)
+                    .ok_or_else(|| self.invalid(format!("meta task {k} out of range")))?;
+                objective = Some(match objective {
+                    Some(o) => (o + l)?,
+                    None => l.clone(),
+                });
+            }
+            let v = match objective {
+                Some(o) => o.backward()?,
+                None => GradStore::default(),
+            };
+            restore(&vars)?;
+            let norm_sq: f64 = vars
+                .iter()
+                .filter_map(|(_, var)| v.get(var))
+                .map(|g| {
+                    Ok(f64::from(
+                        g.sqr()?
+                            .sum_all()?
+                            .to_dtype(DType::F32)?
+                            .to_scalar::<f32>()?,
+                    ))
+                })
+                .sum::<Result<f64>>()?;
+            if !(norm_sq.is_finite() && norm_sq > 0.0) {
+                return Ok(vec![0.0; self.num_tasks()]);
+            }
+            let eps = 0.01 / norm_sq.sqrt();
+            shift(eps, &v)?;
+            let plus = self.loss_values(&self.forward(batch, true, false)?.losses)?;
+            shift(-eps, &v)?;
+            let minus = self.loss_values(&self.forward(batch, true, false)?.losses)?;
+            Ok(plus
+                .iter()
+                .zip(&minus)
+                .map(|(p, m)| -alpha * (p - m) / (2.0 * eps))
+                .collect())
+        })();
+        restore(&vars)?;
+        let gradient = result?;
+        self.weighting.meta_gradient(&gradient)
+    }
+
     /// The per-task shared-parameter gradients of a second, independent batch.
     fn second_batch_gradients(&mut self, batch: &StepBatch) -> Result<TaskGradients> {
         self.check_batch_mode(batch)?;
@@ -635,6 +774,9 @@ impl Trainer {
             }
         }
         drop(fwd);
+        if self.meta_validation.is_some() || self.weighting.needs().meta_validation {
+            self.meta_step(batch, &grads)?;
+        }
         self.optimizer.step(&grads)?;
         let losses_after = if self.losses_after_step {
             let after = self.forward(batch, false, false)?;
@@ -881,6 +1023,9 @@ impl MultiTaskTrainer for Trainer {
         Ok(EvalReport { tasks })
     }
 }
+
+/// Salt of the seed that draws meta-validation batches.
+const META_SEED_STREAM: u64 = 2;
 
 /// The most batches per step the trainer gives a cross-batch strategy.
 const MAX_BATCHES_PER_STEP: usize = 2;

@@ -29,8 +29,8 @@ pub use gradient_based::{
     ScaleMode, SdmGrad, UPGrad,
 };
 pub use loss_based::{
-    Cosmos, Dwa, Equal, Famo, Fixed, GeometricMean, ImtlL, InverseLoss, InverseLossNormalization,
-    Pbi, Rlw, Scalarized, Stch, Uncertainty,
+    AutoLambda, Cosmos, Dwa, Equal, Famo, Fixed, GeometricMean, ImtlL, InverseLoss,
+    InverseLossNormalization, Pbi, Rlw, Scalarized, Stch, Uncertainty,
 };
 pub use registry::{by_name, STRATEGIES};
 pub use support::StrategyRng;
@@ -62,6 +62,11 @@ pub struct Needs {
     /// Whether [`AfterStep::losses_after`] must hold the losses re-evaluated on the step's
     /// batch after the optimiser step (an extra forward pass).
     pub losses_after_step: bool,
+    /// Whether the strategy learns from a held-out validation batch after a virtual step
+    /// (meta-learning, Auto-Lambda); the trainer then needs a validation set
+    /// ([`Trainer::with_meta_validation`](crate::train::Trainer::with_meta_validation)) and
+    /// calls [`TaskWeighting::meta_gradient`] each step.
+    pub meta_validation: bool,
 }
 
 impl Needs {
@@ -72,6 +77,7 @@ impl Needs {
             min_tasks: 1,
             batches_per_step: 1,
             losses_after_step: false,
+            meta_validation: false,
         }
     }
 
@@ -82,6 +88,7 @@ impl Needs {
             min_tasks: 2,
             batches_per_step: 1,
             losses_after_step: false,
+            meta_validation: false,
         }
     }
 
@@ -213,6 +220,20 @@ pub trait TaskWeighting: Send {
     fn after_step(&mut self, info: &AfterStep) -> Result<()> {
         let _ = info;
         Ok(())
+    }
+
+    /// For strategies with [`Needs::meta_validation`]: the gradient of the validation loss after
+    /// a virtual step, with respect to each task's weight used in that step (first order,
+    /// finite differences; see [`AutoLambda`](crate::weighting::AutoLambda)). The default ignores it.
+    fn meta_gradient(&mut self, gradient: &[f64]) -> Result<()> {
+        let _ = gradient;
+        Ok(())
+    }
+
+    /// For strategies with [`Needs::meta_validation`]: the tasks whose validation loss is the
+    /// meta-objective (`None`: every task).
+    fn meta_objective_tasks(&self) -> Option<Vec<usize>> {
+        None
     }
 
     /// Called at the end of each training epoch with the epoch's mean task losses.

@@ -124,6 +124,7 @@ pub const STRATEGIES: &[(&str, &str)] = &[
         "cr-mogm",
         "moving average (alpha 0.9) of UPGrad's weights (Zhou et al. 2022)",
     ),
+    ("auto-lambda", "meta-learned weights on a validation batch, first order (Liu et al. 2022); needs Trainer::with_meta_validation"),
     (
         "modo",
         "MoDo double sampling, two batches per step (Chen et al. 2023)",
@@ -177,6 +178,7 @@ pub fn by_name(name: &str) -> Result<Box<dyn TaskWeighting>> {
         "trimmed-mean" => Box::new(TrimmedMean::default()),
         "pcd" => Box::new(Pcd::default()),
         "cr-mogm" => Box::new(CrMogm::default()),
+        "auto-lambda" => Box::new(super::AutoLambda::default()),
         "modo" => Box::new(MoDo::default()),
         "sdmgrad" => Box::new(SdmGrad::default()),
         other => match other.strip_prefix("fixed:") {

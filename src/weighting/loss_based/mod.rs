@@ -15,7 +15,9 @@
 //! | [`Stch`] | `stch.rs` | Lin et al., ICML 2024 |
 //! | [`Cosmos`] | `cosmos.rs` | Ruchte & Grabocka, ICDM 2021 |
 //! | [`Pbi`] | `pbi.rs` | Zhang & Li, IEEE TEVC 2007 |
+//! | [`AutoLambda`] | `auto_lambda.rs` | Liu, Johns & Davison, TMLR 2022 (first order) |
 
+mod auto_lambda;
 mod cosmos;
 mod dwa;
 mod equal;
@@ -30,6 +32,7 @@ mod scalarize;
 mod stch;
 mod uncertainty;
 
+pub use auto_lambda::AutoLambda;
 pub use cosmos::Cosmos;
 pub use dwa::Dwa;
 pub use equal::Equal;
