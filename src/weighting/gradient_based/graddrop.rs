@@ -1,6 +1,7 @@
 //! GradDrop (gradient sign dropout), as in torchjd 0.18.0.
 
-use super::rows::{check_rows, check_vec, Aggregate, Aggregator, SplitMix64};
+use super::rows::{check_rows, check_vec, Aggregate, Aggregator};
+use crate::weighting::StrategyRng;
 
 /// GradDrop: per coordinate, compute the positive-sign purity `P = (1 + sum_k g_k / sum_k |g_k|) / 2`,
 /// draw `U ~ Uniform(0, 1)` and keep only the positive entries (if `P > U`) or only the negative
@@ -16,7 +17,7 @@ use super::rows::{check_rows, check_vec, Aggregate, Aggregator, SplitMix64};
 /// | name | default | range | meaning |
 /// |---|---|---|---|
 /// | `leak` | `None` (= zeros) | length `K`, in [0, 1] | fraction of each task's gradient always kept |
-/// | `rng` | seed 0x5EED | any | uniform draws when none are injected |
+/// | `rng` | seed 0 (re-seeded by the trainer) | any | uniform draws when none are injected |
 ///
 /// Needs: full per-task gradients (coordinate-wise). Cost per step: `O(K d)`.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -24,7 +25,7 @@ pub struct GradDrop {
     /// Per-task leak (None means no leak).
     pub leak: Option<Vec<f64>>,
     /// Generator used by [`Aggregator::aggregate`].
-    pub rng: SplitMix64,
+    pub rng: StrategyRng,
 }
 
 impl GradDrop {

@@ -1,8 +1,7 @@
 //! GradVac (Gradient Vaccine), LibMTL 1.1.5 and torchjd 0.18.0 variants.
 
-use super::rows::{
-    check_order, check_rows, check_square, gramian, Aggregate, Aggregator, SplitMix64,
-};
+use super::rows::{check_order, check_rows, check_square, gramian, Aggregate, Aggregator};
+use crate::weighting::StrategyRng;
 
 /// GradVac: like PCGrad, but instead of only removing conflicts it pulls the cosine similarity of
 /// each (modified) task gradient with every other task's gradient up to an adaptive target.
@@ -46,7 +45,7 @@ pub struct GradVac {
     /// EMA targets `phi_hat[i][j]` (state; empty means zeros).
     pub phi_hat: Vec<Vec<f64>>,
     /// Generator for the task orders when [`Aggregator::aggregate`] is used.
-    pub rng: SplitMix64,
+    pub rng: StrategyRng,
 }
 
 impl Default for GradVac {
@@ -56,7 +55,7 @@ impl Default for GradVac {
             eps: 1e-8,
             ema_only_on_correction: false,
             phi_hat: Vec::new(),
-            rng: SplitMix64::default(),
+            rng: StrategyRng::default(),
         }
     }
 }

@@ -71,11 +71,13 @@ pub use krum::Krum;
 pub use mgda_normalized::{MgdaNormalization, MgdaNormalized, MgdaOutput};
 pub use pcd::Pcd;
 pub use pcgrad::PcGrad;
-pub use rows::{Aggregator, SplitMix64};
+pub use rows::Aggregator;
 pub use trimmed_mean::TrimmedMean;
 
 use super::support::{direction, gradients, solver_error};
-use super::{Decision, GradientSource, Needs, StepInput, TaskWeighting, WeightingSetup};
+use super::{
+    Decision, GradientSource, Needs, StepInput, StrategyRng, TaskWeighting, WeightingSetup,
+};
 use crate::error::Result;
 
 /// Both gradient sources, shared parameters preferred.
@@ -212,55 +214,40 @@ fn rows_only() -> Needs {
 }
 
 /// One random permutation of the tasks for each task (PCGrad / GradVac visit orders).
-fn orders(rng: &mut SplitMix64, k: usize) -> Vec<Vec<usize>> {
+fn orders(rng: &mut StrategyRng, k: usize) -> Vec<Vec<usize>> {
     (0..k).map(|_| rng.permutation(k)).collect()
 }
 
-impl TaskWeighting for PcGrad {
-    fn name(&self) -> &str {
-        "pcgrad"
-    }
+/// `TaskWeighting` for the projection methods that visit the tasks in a seeded random order.
+macro_rules! ordered_strategy {
+    ($ty:ty, $name:literal) => {
+        impl TaskWeighting for $ty {
+            fn name(&self) -> &str {
+                $name
+            }
 
-    fn needs(&self) -> Needs {
-        any_source()
-    }
+            fn needs(&self) -> Needs {
+                any_source()
+            }
 
-    fn seed(&mut self, seed: u64) {
-        self.rng = SplitMix64::new(seed);
-    }
+            fn seed(&mut self, seed: u64) {
+                self.rng = StrategyRng::new(seed);
+            }
 
-    fn decide(&mut self, input: &StepInput) -> Result<Decision> {
-        let gram = gradients("pcgrad", input)?.gramian()?;
-        let order = orders(&mut self.rng, gram.len());
-        let w = self
-            .weights_from_gramian(&gram, &order)
-            .map_err(solver_error("pcgrad"))?;
-        Ok(Decision::Weights(w))
-    }
+            fn decide(&mut self, input: &StepInput) -> Result<Decision> {
+                let gram = gradients($name, input)?.gramian()?;
+                let order = orders(&mut self.rng, gram.len());
+                let w = self
+                    .weights_from_gramian(&gram, &order)
+                    .map_err(solver_error($name))?;
+                Ok(Decision::Weights(w))
+            }
+        }
+    };
 }
 
-impl TaskWeighting for GradVac {
-    fn name(&self) -> &str {
-        "gradvac"
-    }
-
-    fn needs(&self) -> Needs {
-        any_source()
-    }
-
-    fn seed(&mut self, seed: u64) {
-        self.rng = SplitMix64::new(seed);
-    }
-
-    fn decide(&mut self, input: &StepInput) -> Result<Decision> {
-        let gram = gradients("gradvac", input)?.gramian()?;
-        let order = orders(&mut self.rng, gram.len());
-        let w = self
-            .weights_from_gramian(&gram, &order)
-            .map_err(solver_error("gradvac"))?;
-        Ok(Decision::Weights(w))
-    }
-}
+ordered_strategy!(PcGrad, "pcgrad");
+ordered_strategy!(GradVac, "gradvac");
 
 impl TaskWeighting for GradDrop {
     fn name(&self) -> &str {
@@ -277,7 +264,7 @@ impl TaskWeighting for GradDrop {
     }
 
     fn seed(&mut self, seed: u64) {
-        self.rng = SplitMix64::new(seed);
+        self.rng = StrategyRng::new(seed);
     }
 
     fn decide(&mut self, input: &StepInput) -> Result<Decision> {

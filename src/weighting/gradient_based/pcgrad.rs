@@ -1,6 +1,7 @@
 //! PCGrad (Projecting Conflicting Gradients), LibMTL 1.1.5 and torchjd 0.18.0 variants.
 
-use super::rows::{check_order, check_rows, gramian, Aggregate, Aggregator, SplitMix64};
+use super::rows::{check_order, check_rows, gramian, Aggregate, Aggregator};
+use crate::weighting::StrategyRng;
 
 /// PCGrad: for each task `i`, start from `g_i^PC = g_i` and visit the tasks `j` in a random
 /// order; whenever `g_i^PC . g_j < 0`, remove the conflicting component:
@@ -22,7 +23,7 @@ use super::rows::{check_order, check_rows, gramian, Aggregate, Aggregator, Split
 /// |---|---|---|---|
 /// | `include_self` | `false` | bool | also project `g_i^PC` on its own original gradient when they conflict (LibMTL) |
 /// | `eps` | 0.0 | >= 0 | added to `|g_j|^2` in the projection (both 1.1.5 / 0.18.0 use 0; later LibMTL uses 1e-8) |
-/// | `rng` | seed 0x5EED | any | orders drawn when none are injected |
+/// | `rng` | seed 0 (re-seeded by the trainer) | any | orders drawn when none are injected |
 ///
 /// Needs: full per-task gradients (only through their Gramian). Cost per step: `O(K^2 d)` for the
 /// Gramian plus `O(K^3)`.
@@ -33,7 +34,7 @@ pub struct PcGrad {
     /// Added to the squared norm of `g_j` in the projection denominator.
     pub eps: f64,
     /// Generator for the task orders when [`Aggregator::aggregate`] is used.
-    pub rng: SplitMix64,
+    pub rng: StrategyRng,
 }
 
 impl PcGrad {

@@ -11,7 +11,7 @@ pub use super::common::Aggregate;
 
 /// A gradient aggregator: turns the per-task gradients (and, for some methods, the losses) of one
 /// training step into an update. Methods that need randomness draw it from an internal
-/// [`SplitMix64`] generator when called through this trait; each method also has an entry point
+/// [`StrategyRng`](crate::weighting::StrategyRng) when called through this trait; each method also has an entry point
 /// taking the draws explicitly.
 pub trait Aggregator {
     /// Aggregates `rows` (`K` gradients of length `d`); `losses` (length `K`) is ignored by methods
@@ -192,57 +192,4 @@ pub fn check_order(name: &str, order: &[usize], k: usize) -> Result<(), String> 
         ));
     }
     Ok(())
-}
-
-/// A tiny deterministic pseudo-random generator (SplitMix64), used only when a randomised method
-/// is called without injected draws. It does not reproduce torch's or Python's generators: to
-/// reproduce a reference run, pass the recorded draws to the method's `*_with_*` entry point.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SplitMix64 {
-    /// Current state.
-    pub state: u64,
-}
-
-impl SplitMix64 {
-    /// A generator started at `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self { state: seed }
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform draw in `[0, 1)`.
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Standard normal draw (Box-Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.uniform();
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-
-    /// A uniformly random permutation of `0..n` (Fisher-Yates).
-    pub fn permutation(&mut self, n: usize) -> Vec<usize> {
-        let mut p: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            let j = (self.next_u64() % (i as u64 + 1)) as usize;
-            p.swap(i, j);
-        }
-        p
-    }
-}
-
-impl Default for SplitMix64 {
-    fn default() -> Self {
-        Self::new(0x5EED)
-    }
 }
