@@ -104,8 +104,26 @@ fn run(
     device: &candle_core::Device,
     seed: u64,
 ) -> Result<(Vec<f64>, f64)> {
-    let mut trainer = Trainer::new(model(tasks, device, seed)?, weighting, config.clone())?;
-    let fit = trainer.fit(TaskData::Shared(train), None, epochs, &mut |_| Ok(()))?;
+    let (mut trainer, train) = if weighting.needs().meta_validation {
+        // Meta-learned weights learn on held-out composites: the last 10% of the training set.
+        let n = train.len() as u32;
+        let cut = n - n / 10;
+        let held_out = train.subset(&(cut..n).collect::<Vec<_>>())?;
+        let fit_part = train.subset(&(0..cut).collect::<Vec<_>>())?;
+        let trainer = Trainer::with_meta_validation(
+            model(tasks, device, seed)?,
+            weighting,
+            config.clone(),
+            held_out,
+        )?;
+        (trainer, fit_part)
+    } else {
+        (
+            Trainer::new(model(tasks, device, seed)?, weighting, config.clone())?,
+            train.clone(),
+        )
+    };
+    let fit = trainer.fit(TaskData::Shared(&train), None, epochs, &mut |_| Ok(()))?;
     let steps: usize = fit.epochs.iter().map(|e| e.steps).sum();
     let seconds: f64 = fit.epochs.iter().map(|e| e.seconds).sum();
     let eval = trainer.evaluate(TaskData::Shared(test))?;

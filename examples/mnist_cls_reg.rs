@@ -64,7 +64,7 @@ fn run(args: &Args) -> Result<()> {
     )?;
     let mnist = load_mnist(&dir)?;
     let train_images = mnist.train.take(train_limit);
-    let train = dataset(&train_images)?;
+    let mut train = dataset(&train_images)?;
     let test = dataset(&mnist.test)?;
     let device = best_device(args.flag("cpu"));
     println!(
@@ -98,7 +98,23 @@ fn run(args: &Args) -> Result<()> {
         seed,
         ..Default::default()
     };
-    let mut trainer = Trainer::new(model, weighting, config)?;
+    let mut trainer = if weighting.needs().meta_validation {
+        // Meta-learned weights (auto-lambda) learn on held-out data: the last 10% of the
+        // training digits, which are then not trained on.
+        let n = train.len();
+        let cut = n - n / 10;
+        let fit_part = train.subset(&(0..cut as u32).collect::<Vec<_>>())?;
+        let held_out = train.subset(&(cut as u32..n as u32).collect::<Vec<_>>())?;
+        println!(
+            "meta-validation: {} of the {} training digits held out",
+            n - cut,
+            n
+        );
+        train = fit_part;
+        Trainer::with_meta_validation(model, weighting, config, held_out)?
+    } else {
+        Trainer::new(model, weighting, config)?
+    };
 
     let start = Instant::now();
     let fit = trainer.fit(TaskData::Shared(&train), Some(TaskData::Shared(&test)), epochs, &mut |r| {

@@ -119,7 +119,17 @@ impl GradientStats {
     /// The statistics of the gradients whose Gramian is `gramian`.
     pub fn from_gramian(gramian: &[Vec<f64>]) -> Self {
         let k = gramian.len();
-        let norms: Vec<f64> = (0..k).map(|i| gramian[i][i].max(0.0).sqrt()).collect();
+        // NaN must survive (f64::max would turn it into 0): the trainer checks these norms.
+        let norms: Vec<f64> = (0..k)
+            .map(|i| {
+                let d = gramian[i][i];
+                if d.is_finite() {
+                    d.max(0.0).sqrt()
+                } else {
+                    d
+                }
+            })
+            .collect();
         let mut cosine = vec![vec![0.0; k]; k];
         let mut conflicting_pairs = 0;
         for i in 0..k {

@@ -93,7 +93,7 @@ impl TensorDataset {
 
     /// Shape of one input sample.
     pub fn input_shape(&self) -> &[usize] {
-        &self.inputs.dims()[1..]
+        self.inputs.dims().get(1..).unwrap_or(&[])
     }
 
     /// The target of task `name`, all samples.

@@ -50,6 +50,18 @@ pub fn fetch_from(dataset: StandardDataset, root: &Path, files: &[RemoteFile]) -
     }
 }
 
+/// A remote file's name must be a plain file name, so that it lands inside `dir`.
+fn check_name(file: &RemoteFile, dir: &Path) -> Result<()> {
+    let mut parts = Path::new(&file.name).components();
+    match (parts.next(), parts.next()) {
+        (Some(Component::Normal(_)), None) => Ok(()),
+        _ => Err(Error::malformed(
+            dir.join(&file.name),
+            format!("remote file name '{}' must be a plain file name", file.name),
+        )),
+    }
+}
+
 /// Downloads each of `files` into `dir` unless a file of that name with the right checksum is
 /// already there. Returns the paths in order.
 pub fn fetch_files(files: &[RemoteFile], dir: &Path) -> Result<Vec<PathBuf>> {
@@ -57,6 +69,7 @@ pub fn fetch_files(files: &[RemoteFile], dir: &Path) -> Result<Vec<PathBuf>> {
     files
         .iter()
         .map(|f| {
+            check_name(f, dir)?;
             let path = dir.join(&f.name);
             if path.is_file() && sha256_of(&path)? == f.sha256 {
                 return Ok(path);
@@ -88,6 +101,7 @@ fn hex(bytes: &[u8]) -> String {
 /// in `dir`, are hashed on the way, synced, and renamed to the final name only when the
 /// SHA-256 matches; a failed download leaves nothing behind.
 pub fn download_file(file: &RemoteFile, dir: &Path) -> Result<PathBuf> {
+    check_name(file, dir)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let config = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(15)))

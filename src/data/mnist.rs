@@ -187,6 +187,12 @@ fn load_split(
         ));
     }
     let (h, w) = (images.dims[1], images.dims[2]);
+    if h == 0 || w == 0 {
+        return Err(Error::malformed(
+            &images_path,
+            format!("images of size {h}x{w}: both dimensions must be positive"),
+        ));
+    }
     let mut pixels = images.data;
     if transposed {
         transpose_images(&mut pixels, h, w);

@@ -46,7 +46,12 @@ where
         let (sender, receiver) = sync_channel::<Result<T>>(depth);
         scope.spawn(move || {
             for i in 0..count {
-                let item = produce(i);
+                // A panic while preparing a batch becomes an error for the consumer instead of
+                // a panic when the scope joins.
+                let item = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| produce(i)))
+                    .unwrap_or_else(|_| {
+                        Err(Error::DataMismatch(format!("preparing batch {i} panicked")))
+                    });
                 let failed = item.is_err();
                 if sender.send(item).is_err() || failed {
                     break;

@@ -144,6 +144,22 @@ impl Augment {
                 "augmentation needs image batches (N, C, H, W), got {dims:?}"
             )));
         }
+        if dims[1..].contains(&0) {
+            return Err(Error::DataMismatch(format!(
+                "cannot augment empty images {dims:?}"
+            )));
+        }
+        for a in augments {
+            if let Augment::HorizontalFlip { probability } = a {
+                if !(0.0..=1.0).contains(probability) {
+                    return Err(Error::config(
+                        "HorizontalFlip probability",
+                        probability,
+                        "must be in [0, 1]",
+                    ));
+                }
+            }
+        }
         match xs.dtype() {
             DType::U8 => augment_typed::<u8>(augments, xs, &dims, rng),
             _ => augment_typed::<f32>(augments, &xs.to_dtype(DType::F32)?, &dims, rng),

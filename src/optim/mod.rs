@@ -154,6 +154,66 @@ impl Optimizer {
             .map(|i| self.state[i].steps)
     }
 
+    /// The optimiser state as named tensors (`<param>.steps`, `<param>.first`, `<param>.second`)
+    /// for checkpoints.
+    pub fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::new();
+        for ((name, _), st) in self.params.iter().zip(&self.state) {
+            out.push((
+                format!("{name}.steps"),
+                Tensor::from_vec(vec![st.steps as i64], 1, &candle_core::Device::Cpu)?,
+            ));
+            if let Some(m) = &st.first {
+                out.push((format!("{name}.first"), m.clone()));
+            }
+            if let Some(v) = &st.second {
+                out.push((format!("{name}.second"), v.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Restores the state written by [`state_tensors`](Self::state_tensors); `get` looks a
+    /// tensor up by name. Every parameter's step count must be present.
+    pub fn load_state_tensors(&mut self, get: &dyn Fn(&str) -> Option<Tensor>) -> Result<()> {
+        for ((name, var), st) in self.params.iter().zip(self.state.iter_mut()) {
+            let steps = get(&format!("{name}.steps")).ok_or_else(|| {
+                Error::config(
+                    "checkpoint optimiser state",
+                    name,
+                    "has no step count for this parameter",
+                )
+            })?;
+            st.steps = steps
+                .to_dtype(candle_core::DType::I64)?
+                .to_vec1::<i64>()?
+                .first()
+                .copied()
+                .unwrap_or(0)
+                .max(0) as u64;
+            let moment = |t: Option<Tensor>| -> Result<Option<Tensor>> {
+                match t {
+                    Some(t) if t.dims() == var.dims() => {
+                        Ok(Some(t.to_device(var.device())?.to_dtype(var.dtype())?))
+                    }
+                    Some(t) => Err(Error::config(
+                        "checkpoint optimiser state",
+                        name,
+                        format!(
+                            "has a moment of shape {:?}, the parameter is {:?}",
+                            t.dims(),
+                            var.dims()
+                        ),
+                    )),
+                    None => Ok(None),
+                }
+            };
+            st.first = moment(get(&format!("{name}.first")))?;
+            st.second = moment(get(&format!("{name}.second")))?;
+        }
+        Ok(())
+    }
+
     /// Applies one update to every parameter that has a gradient in `grads`; the others keep
     /// their values and state.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {

@@ -1,3 +1,4 @@
+use super::CheckpointPolicy;
 use crate::error::{Error, Result};
 use crate::grad::GradientSource;
 use crate::optim::OptimizerConfig;
@@ -26,6 +27,7 @@ pub enum EpochLength {
 /// | `epoch_length` | cycle shorter | multi-input epochs over datasets of different sizes |
 /// | `drop_last` | false | drop the last, incomplete training batch |
 /// | `prefetch_depth` | 2 | batches prepared ahead on a background thread (0: none, prepare inline) |
+/// | `checkpoint` | `None` | where `fit` writes checkpoints after each epoch ([`CheckpointPolicy`]) |
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainerConfig {
     /// Optimiser.
@@ -46,6 +48,8 @@ pub struct TrainerConfig {
     pub drop_last: bool,
     /// Batches prepared ahead on a background thread; 0 prepares them on the training thread.
     pub prefetch_depth: usize,
+    /// Checkpoints written by `fit` after each epoch.
+    pub checkpoint: Option<CheckpointPolicy>,
 }
 
 impl Default for TrainerConfig {
@@ -60,6 +64,7 @@ impl Default for TrainerConfig {
             epoch_length: EpochLength::CycleShorter,
             drop_last: false,
             prefetch_depth: 2,
+            checkpoint: None,
         }
     }
 }
@@ -72,6 +77,15 @@ impl TrainerConfig {
         }
         if self.eval_batch_size == 0 {
             return Err(Error::config("eval_batch_size", 0, "must be at least 1"));
+        }
+        if let Some(c) = &self.checkpoint {
+            if c.keep_last == 0 {
+                return Err(Error::config(
+                    "checkpoint.keep_last",
+                    0,
+                    "must keep at least one checkpoint",
+                ));
+            }
         }
         self.optimizer.validate()
     }

@@ -1,9 +1,11 @@
 //! Training: the [`MultiTaskTrainer`] trait and the built-in [`Trainer`].
 
+mod checkpoint;
 mod config;
 mod report;
 mod trainer;
 
+pub use checkpoint::CheckpointPolicy;
 pub use config::{EpochLength, TrainerConfig};
 pub use report::{EpochReport, EvalReport, FitReport, StepReport, TaskEvaluation};
 pub use trainer::Trainer;

@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+use std::path::Path;
 use std::time::Instant;
 
 use candle_core::backprop::GradStore;
@@ -5,9 +7,10 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::checkpoint;
 use super::{
-    EpochLength, EpochReport, EvalReport, MultiTaskTrainer, StepBatch, StepReport, TaskData,
-    TaskEvaluation, TrainerConfig,
+    EpochLength, EpochReport, EvalReport, FitReport, MultiTaskTrainer, StepBatch, StepReport,
+    TaskData, TaskEvaluation, TrainerConfig,
 };
 use crate::data::{prefetch, sequential_batches, shuffled_batches, Batch, TensorDataset};
 use crate::encoder::Representation;
@@ -114,6 +117,12 @@ impl Trainer {
             }
             _ => {}
         }
+        if !needs.meta_validation && meta_validation.is_some() {
+            return Err(refuse(
+                "it does not learn from a validation set; build the trainer with Trainer::new"
+                    .into(),
+            ));
+        }
         if needs.meta_validation && meta_validation.is_none() {
             return Err(refuse(
                 "it learns its weights on a validation set: build the trainer with Trainer::with_meta_validation".into(),
@@ -171,6 +180,147 @@ impl Trainer {
             trainer.check_data(TaskData::Shared(v))?;
         }
         Ok(trainer)
+    }
+
+    /// Writes a checkpoint of the whole run to `path` (atomically: a crash leaves the previous
+    /// file intact): model parameters, the strategy's learned parameters and state, the
+    /// optimiser's per-parameter state, the step and epoch counters and the generators of the
+    /// data order and meta-validation batches; the metadata records the format, the crate
+    /// version, the tasks, the strategy and the configuration.
+    ///
+    /// Taken between epochs (or between manual steps), it lets
+    /// [`load_checkpoint`](Self::load_checkpoint) continue the run exactly.
+    pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
+        let mut tensors: Vec<(String, Tensor)> = Vec::new();
+        for (name, var) in self.model.params().named_vars() {
+            tensors.push((format!("model.{name}"), var.as_tensor().clone()));
+        }
+        for (name, var) in &self.weighting_vars {
+            tensors.push((format!("params.{name}"), var.as_tensor().clone()));
+        }
+        for (name, t) in self.optimizer.state_tensors()? {
+            tensors.push((format!("optim.{name}"), t));
+        }
+        for (name, values) in self.weighting.state()? {
+            let n = values.len();
+            tensors.push((
+                format!("strategy.{name}"),
+                Tensor::from_vec(values, n, &Device::Cpu)?,
+            ));
+        }
+        tensors.push((
+            "trainer.counters".into(),
+            Tensor::from_vec(vec![self.step as i64, self.epoch as i64], 2, &Device::Cpu)?,
+        ));
+        tensors.push(("trainer.rng".into(), checkpoint::rng_to_tensor(&self.rng)?));
+        tensors.push((
+            "trainer.meta_rng".into(),
+            checkpoint::rng_to_tensor(&self.meta_rng)?,
+        ));
+        let metadata = HashMap::from([
+            ("format".to_string(), checkpoint::FORMAT.to_string()),
+            (
+                "crate_version".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
+            ("tasks".to_string(), self.model.task_names().join(",")),
+            ("weighting".to_string(), self.weighting.name().to_string()),
+            ("step".to_string(), self.step.to_string()),
+            ("epoch".to_string(), self.epoch.to_string()),
+            ("config".to_string(), format!("{:?}", self.config)),
+        ]);
+        checkpoint::save(path.as_ref(), tensors, metadata)
+    }
+
+    /// Restores a checkpoint written by [`save_checkpoint`](Self::save_checkpoint) into this
+    /// trainer, which must have been built the same way (same tasks, model and strategy).
+    /// Refuses, changing nothing, a checkpoint whose parameters differ in names or shapes,
+    /// listing every difference.
+    pub fn load_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let (tensors, metadata) = checkpoint::load(path, self.model.device())?;
+        let mut expected: Vec<(String, Var)> = self
+            .model
+            .params()
+            .named_vars()
+            .into_iter()
+            .map(|(n, v)| (format!("model.{n}"), v))
+            .collect();
+        expected.extend(
+            self.weighting_vars
+                .iter()
+                .map(|(n, v)| (format!("params.{n}"), v.clone())),
+        );
+        let mut differences = Vec::new();
+        for (name, var) in &expected {
+            match tensors.get(name) {
+                None => differences.push(format!(
+                    "{name} {:?} is missing from the checkpoint",
+                    var.dims()
+                )),
+                Some(t) if t.dims() != var.dims() => differences.push(format!(
+                    "{name}: checkpoint {:?}, model {:?}",
+                    t.dims(),
+                    var.dims()
+                )),
+                Some(_) => {}
+            }
+        }
+        for (name, t) in &tensors {
+            let is_param = name.starts_with("model.") || name.starts_with("params.");
+            if is_param && !expected.iter().any(|(n, _)| n == name) {
+                differences.push(format!(
+                    "{name} {:?} is in the checkpoint but not in the model",
+                    t.dims()
+                ));
+            }
+        }
+        if let Some(w) = metadata.get("weighting") {
+            if w != self.weighting.name() {
+                differences.push(format!(
+                    "weighting: checkpoint '{w}', trainer '{}'",
+                    self.weighting.name()
+                ));
+            }
+        }
+        if !differences.is_empty() {
+            differences.sort();
+            return Err(Error::malformed(
+                path,
+                format!(
+                    "does not match this trainer:\n  {}",
+                    differences.join("\n  ")
+                ),
+            ));
+        }
+        let get = |name: &str| -> Result<&Tensor> {
+            tensors
+                .get(name)
+                .ok_or_else(|| Error::malformed(path, format!("has no entry {name}")))
+        };
+        let counters = get("trainer.counters")?
+            .to_dtype(DType::I64)?
+            .to_vec1::<i64>()?;
+        let rng = checkpoint::rng_from_tensor(get("trainer.rng")?, path, "trainer.rng")?;
+        let meta_rng =
+            checkpoint::rng_from_tensor(get("trainer.meta_rng")?, path, "trainer.meta_rng")?;
+        let strategy_state: HashMap<String, Vec<f64>> = tensors
+            .iter()
+            .filter_map(|(n, t)| n.strip_prefix("strategy.").map(|k| (k.to_string(), t)))
+            .map(|(k, t)| Ok((k, t.to_dtype(DType::F64)?.to_vec1::<f64>()?)))
+            .collect::<Result<_>>()?;
+        // Everything is validated; now write.
+        for (name, var) in &expected {
+            var.set(&get(name)?.to_dtype(var.dtype())?)?;
+        }
+        self.optimizer
+            .load_state_tensors(&|n| tensors.get(&format!("optim.{n}")).cloned())?;
+        self.weighting.load_state(&strategy_state)?;
+        self.step = counters.first().copied().unwrap_or(0).max(0) as u64;
+        self.epoch = counters.get(1).copied().unwrap_or(0).max(0) as usize;
+        self.rng = rng;
+        self.meta_rng = meta_rng;
+        Ok(())
     }
 
     /// The model being trained.
@@ -360,6 +510,22 @@ impl Trainer {
         Ok(())
     }
 
+    /// A combined gradient must be finite.
+    fn check_direction(&self, d: &Tensor) -> Result<()> {
+        let norm = f64::from(
+            d.sqr()?
+                .sum_all()?
+                .to_dtype(DType::F32)?
+                .to_scalar::<f32>()?,
+        );
+        if !norm.is_finite() {
+            return Err(self.invalid(format!(
+                "the combined gradient has a non-finite norm ({norm})"
+            )));
+        }
+        Ok(())
+    }
+
     fn invalid(&self, reason: impl Into<String>) -> Error {
         Error::InvalidDecision {
             strategy: self.weighting.name().to_string(),
@@ -429,6 +595,7 @@ impl Trainer {
                 Ok((weighted_sum(&stores, &w, &all_vars)?, Some(w)))
             }
             Decision::Direction(d) => {
+                self.check_direction(&d)?;
                 let mut combined = GradStore::default();
                 unflatten_into(&d, &shared, &mut combined)
                     .map_err(|e| self.invalid(e.to_string()))?;
@@ -510,6 +677,7 @@ impl Trainer {
                 (w.clone(), surrogate)
             }
             Decision::Direction(d) => {
+                self.check_direction(d)?;
                 if encoded.len() != 1 {
                     return Err(self.invalid(
                         "a combined representation gradient needs one shared representation, \
@@ -634,10 +802,11 @@ impl Trainer {
                 return Ok(vec![0.0; self.num_tasks()]);
             }
             let eps = 0.01 / norm_sq.sqrt();
+            // Evaluation mode for the two passes, so that dropout masks do not differ.
             shift(eps, &v)?;
-            let plus = self.loss_values(&self.forward(batch, true, false)?.losses)?;
+            let plus = self.loss_values(&self.forward(batch, false, false)?.losses)?;
             shift(-eps, &v)?;
-            let minus = self.loss_values(&self.forward(batch, true, false)?.losses)?;
+            let minus = self.loss_values(&self.forward(batch, false, false)?.losses)?;
             Ok(plus
                 .iter()
                 .zip(&minus)
@@ -660,7 +829,10 @@ impl Trainer {
             .iter()
             .map(|l| flatten(&l.backward()?, &shared))
             .collect::<Result<Vec<_>>>()?;
-        TaskGradients::new(GradientSource::SharedParameters, Tensor::stack(&rows, 0)?)
+        let gradients =
+            TaskGradients::new(GradientSource::SharedParameters, Tensor::stack(&rows, 0)?)?;
+        self.check_gradients(&gradients)?;
+        Ok(gradients)
     }
 
     fn check_data(&self, data: TaskData<'_>) -> Result<()> {
@@ -705,9 +877,17 @@ impl Trainer {
                         target.dtype()
                     )));
                 }
-                let max = target.to_dtype(DType::F64)?.max_all()?.to_scalar::<f64>()?;
+                let as_f64 = target.to_dtype(DType::F64)?;
+                let max = as_f64.max_all()?.to_scalar::<f64>()?;
+                let min = as_f64.min_all()?.to_scalar::<f64>()?;
                 let classes = task.head().output_dim();
-                if max < 0.0 || max as usize >= classes {
+                if min < 0.0 {
+                    return Err(Error::DataMismatch(format!(
+                        "task '{}' has a negative target class {min}",
+                        task.name()
+                    )));
+                }
+                if max as usize >= classes {
                     return Err(Error::DataMismatch(format!(
                         "task '{}' has a target class {max} but its head has {classes} outputs",
                         task.name()
@@ -733,6 +913,12 @@ impl Trainer {
     /// whose per-task gradients the strategy compares with those of `batch`
     /// ([`StepInput::second_gradients`]); the update is computed on `batch`.
     pub fn train_step_pair(&mut self, batch: &StepBatch, second: &StepBatch) -> Result<StepReport> {
+        if self.batches_per_step != 2 {
+            return Err(Error::IncompatibleWeighting {
+                strategy: self.weighting.name().to_string(),
+                reason: "it takes one batch per step: use train_step".into(),
+            });
+        }
         self.step_inner(batch, Some(second))
     }
 
@@ -774,7 +960,7 @@ impl Trainer {
             }
         }
         drop(fwd);
-        if self.meta_validation.is_some() || self.weighting.needs().meta_validation {
+        if self.meta_validation.is_some() {
             self.meta_step(batch, &grads)?;
         }
         self.optimizer.step(&grads)?;
@@ -806,6 +992,61 @@ impl Trainer {
 }
 
 impl MultiTaskTrainer for Trainer {
+    /// As the trait's default, and with [`TrainerConfig::checkpoint`] set, a checkpoint after
+    /// every epoch (the oldest beyond `keep_last` deleted) and `best.safetensors` when the
+    /// chosen metric improves.
+    fn fit(
+        &mut self,
+        train: TaskData<'_>,
+        eval: Option<TaskData<'_>>,
+        epochs: usize,
+        on_epoch: &mut dyn FnMut(&EpochReport) -> Result<()>,
+    ) -> Result<FitReport> {
+        let mut fit = FitReport::default();
+        let mut best: Option<f64> = None;
+        for _ in 0..epochs {
+            let mut report = self.train_epoch(train)?;
+            if let Some(eval) = eval {
+                report.eval = Some(self.evaluate(eval)?);
+            }
+            if let Some(policy) = self.config.checkpoint.clone() {
+                self.save_checkpoint(policy.epoch_path(report.epoch))?;
+                if report.epoch >= policy.keep_last {
+                    let old = policy.epoch_path(report.epoch - policy.keep_last);
+                    if old.exists() {
+                        std::fs::remove_file(&old).map_err(|e| Error::io(&old, e))?;
+                    }
+                }
+                if let Some((task, metric)) = &policy.best {
+                    let value = report
+                        .eval
+                        .as_ref()
+                        .and_then(|e| e.task(task))
+                        .and_then(|t| t.metric(*metric))
+                        .ok_or_else(|| {
+                            Error::config(
+                                "checkpoint.best",
+                                format!("{task}/{metric}"),
+                                "needs evaluation data in fit and a task reporting that metric",
+                            )
+                        })?;
+                    let better = match best {
+                        None => true,
+                        Some(b) if metric.higher_is_better() => value > b,
+                        Some(b) => value < b,
+                    };
+                    if better {
+                        best = Some(value);
+                        self.save_checkpoint(policy.best_path())?;
+                    }
+                }
+            }
+            on_epoch(&report)?;
+            fit.epochs.push(report);
+        }
+        Ok(fit)
+    }
+
     fn train_step(&mut self, batch: &StepBatch) -> Result<StepReport> {
         if self.batches_per_step > 1 {
             return Err(Error::IncompatibleWeighting {
@@ -847,6 +1088,14 @@ impl MultiTaskTrainer for Trainer {
                 let mut plans: Vec<Vec<Vec<u32>>> =
                     dss.iter().map(|ds| self.batch_plan(ds.len())).collect();
                 let counts: Vec<usize> = plans.iter().map(Vec::len).collect();
+                if let Some(k) = counts.iter().position(|&c| c == 0) {
+                    return Err(Error::DataMismatch(format!(
+                        "task '{}' has {} samples, not one full batch of {} (drop_last is set)",
+                        self.model.tasks()[k].name(),
+                        dss[k].len(),
+                        self.config.batch_size
+                    )));
+                }
                 let n_steps = match self.config.epoch_length {
                     EpochLength::CycleShorter => counts.iter().copied().max().unwrap_or(0),
                     EpochLength::StopAtShortest => counts.iter().copied().min().unwrap_or(0),
@@ -868,6 +1117,15 @@ impl MultiTaskTrainer for Trainer {
                 steps_plan
             }
         };
+        if plan.len() < self.batches_per_step {
+            return Err(Error::DataMismatch(format!(
+                "the epoch has {} batches of {} samples, fewer than the {} a step of '{}' takes",
+                plan.len(),
+                self.config.batch_size,
+                self.batches_per_step,
+                self.weighting.name()
+            )));
+        }
         let datasets: Vec<&TensorDataset> = match data {
             TaskData::Shared(ds) => vec![ds],
             TaskData::PerTask(dss) => dss.iter().collect(),

@@ -21,7 +21,7 @@
 pub mod gradient_based;
 pub mod loss_based;
 mod registry;
-mod support;
+pub(crate) mod support;
 
 pub use crate::grad::{GradientSource, TaskGradients};
 pub use gradient_based::{
@@ -234,6 +234,20 @@ pub trait TaskWeighting: Send {
     /// meta-objective (`None`: every task).
     fn meta_objective_tasks(&self) -> Option<Vec<usize>> {
         None
+    }
+
+    /// The strategy's state for checkpoints (loss history, moving averages, generator state,
+    /// ...), as named vectors. Learned parameters are saved separately (they are
+    /// [`parameters`](TaskWeighting::parameters)). Stateful strategies implement this and
+    /// [`load_state`](TaskWeighting::load_state) so that a resumed run continues exactly.
+    fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
+        Ok(Vec::new())
+    }
+
+    /// Restores what [`state`](TaskWeighting::state) returned.
+    fn load_state(&mut self, state: &std::collections::HashMap<String, Vec<f64>>) -> Result<()> {
+        let _ = state;
+        Ok(())
     }
 
     /// Called at the end of each training epoch with the epoch's mean task losses.

@@ -71,6 +71,65 @@ impl StrategyRng {
     }
 }
 
+impl StrategyRng {
+    /// The exact generator state as 56 numbers (bytes of seed, stream and position), for
+    /// checkpoints.
+    pub fn to_state(&self) -> Vec<f64> {
+        chacha_to_bytes(&self.0)
+            .into_iter()
+            .map(f64::from)
+            .collect()
+    }
+
+    /// The generator saved by [`to_state`](Self::to_state).
+    pub fn from_state(state: &[f64]) -> Result<Self> {
+        if state.len() != 56
+            || state
+                .iter()
+                .any(|b| !(0.0..=255.0).contains(b) || b.fract() != 0.0)
+        {
+            return Err(Error::config(
+                "generator state",
+                format!("{} values", state.len()),
+                "must be 56 bytes",
+            ));
+        }
+        let bytes: Vec<u8> = state.iter().map(|b| *b as u8).collect();
+        chacha_from_bytes(&bytes).map(Self).ok_or_else(|| {
+            Error::config(
+                "generator state",
+                format!("{} values", state.len()),
+                "must be 56 bytes",
+            )
+        })
+    }
+}
+
+/// A ChaCha generator's exact state: seed (32 bytes), stream (8), word position (16).
+pub(crate) fn chacha_to_bytes(rng: &ChaCha8Rng) -> Vec<u8> {
+    let mut bytes = rng.get_seed().to_vec();
+    bytes.extend_from_slice(&rng.get_stream().to_le_bytes());
+    bytes.extend_from_slice(&rng.get_word_pos().to_le_bytes());
+    bytes
+}
+
+/// The generator of [`chacha_to_bytes`]; `None` unless given exactly 56 bytes.
+pub(crate) fn chacha_from_bytes(bytes: &[u8]) -> Option<ChaCha8Rng> {
+    if bytes.len() != 56 {
+        return None;
+    }
+    let mut seed = [0u8; 32];
+    seed.copy_from_slice(&bytes[..32]);
+    let mut stream = [0u8; 8];
+    stream.copy_from_slice(&bytes[32..40]);
+    let mut pos = [0u8; 16];
+    pos.copy_from_slice(&bytes[40..56]);
+    let mut rng = ChaCha8Rng::from_seed(seed);
+    rng.set_stream(u64::from_le_bytes(stream));
+    rng.set_word_pos(u128::from_le_bytes(pos));
+    Some(rng)
+}
+
 impl Default for StrategyRng {
     fn default() -> Self {
         Self::new(0)

@@ -78,6 +78,8 @@ use super::support::{direction, gradients, solver_error};
 use super::{
     Decision, GradientSource, Needs, StepInput, StrategyRng, TaskWeighting, WeightingSetup,
 };
+use std::collections::HashMap;
+
 use crate::error::Result;
 
 /// Both gradient sources, shared parameters preferred.
@@ -150,6 +152,25 @@ impl TaskWeighting for NashMtl {
         any_source()
     }
 
+    fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
+        let (step, alpha) = NashMtl::state(self);
+        let mut out = vec![("step".to_string(), vec![step as f64])];
+        if let Some(a) = alpha {
+            out.push(("alpha".to_string(), a.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> Result<()> {
+        let step = state
+            .get("step")
+            .and_then(|v| v.first())
+            .copied()
+            .unwrap_or(0.0) as usize;
+        self.set_state(step, state.get("alpha").cloned())
+            .map_err(solver_error("nash-mtl"))
+    }
+
     fn decide(&mut self, input: &StepInput) -> Result<Decision> {
         let gram = gradients("nash-mtl", input)?.gramian()?;
         let w = self.weights(&gram).map_err(solver_error("nash-mtl"))?;
@@ -164,6 +185,17 @@ impl<W: GramianWeighting + Send> TaskWeighting for CrMogm<W> {
 
     fn needs(&self) -> Needs {
         any_source()
+    }
+
+    fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
+        Ok(CrMogm::state(self)
+            .map(|l| vec![("lambda".to_string(), l.to_vec())])
+            .unwrap_or_default())
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> Result<()> {
+        self.set_state(state.get("lambda").cloned());
+        Ok(())
     }
 
     fn decide(&mut self, input: &StepInput) -> Result<Decision> {
@@ -181,21 +213,36 @@ macro_rules! two_batch_strategy {
                 $name
             }
 
-            /// Two batches per step: the trainer does not provide that yet, so it refuses this
-            /// strategy when it is built (the weights themselves are implemented and checked
-            /// against the reference in `tests/golden_gradient_based.rs`).
+            /// Two batches per step and shared-parameter gradients: the weights come from
+            /// `G_1 G_2^T` of two independent batches (an unbiased estimate of the Gramian's
+            /// products), the update is applied to the first batch's gradients.
             fn needs(&self) -> Needs {
                 Needs {
                     batches_per_step: 2,
-                    ..any_source()
+                    ..Needs::gradients(vec![GradientSource::SharedParameters])
                 }
             }
 
+            fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
+                Ok(<$ty>::state(self)
+                    .map(|l| vec![("weights".to_string(), l.to_vec())])
+                    .unwrap_or_default())
+            }
+
+            fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> Result<()> {
+                self.set_state(state.get("weights").cloned());
+                Ok(())
+            }
+
             fn decide(&mut self, input: &StepInput) -> Result<Decision> {
-                let g = gradients($name, input)?.rows_f64()?;
-                let w = self
-                    .weights_from_batches(&g, &g)
-                    .map_err(solver_error($name))?;
+                let first = gradients($name, input)?;
+                let second = input.second_gradients.ok_or_else(|| {
+                    solver_error($name)(
+                        "needs the gradients of a second batch (Trainer::train_step_pair)".into(),
+                    )
+                })?;
+                let cross = first.cross_gramian(second)?;
+                let w = self.weights(&cross).map_err(solver_error($name))?;
                 Ok(Decision::Weights(w))
             }
         }
@@ -234,6 +281,19 @@ macro_rules! ordered_strategy {
                 self.rng = StrategyRng::new(seed);
             }
 
+            fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
+                let mut out = vec![("rng".to_string(), self.rng.to_state())];
+                out.extend(extra_state(self));
+                Ok(out)
+            }
+
+            fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> Result<()> {
+                if let Some(r) = state.get("rng") {
+                    self.rng = StrategyRng::from_state(r)?;
+                }
+                load_extra_state(self, state)
+            }
+
             fn decide(&mut self, input: &StepInput) -> Result<Decision> {
                 let gram = gradients($name, input)?.gramian()?;
                 let order = orders(&mut self.rng, gram.len());
@@ -248,6 +308,50 @@ macro_rules! ordered_strategy {
 
 ordered_strategy!(PcGrad, "pcgrad");
 ordered_strategy!(GradVac, "gradvac");
+
+/// State beyond the generator: none for PCGrad, the EMA cosine targets for GradVac.
+trait ExtraState {
+    fn extra(&self) -> Vec<(String, Vec<f64>)>;
+    fn load_extra(&mut self, state: &HashMap<String, Vec<f64>>) -> Result<()>;
+}
+
+impl ExtraState for PcGrad {
+    fn extra(&self) -> Vec<(String, Vec<f64>)> {
+        Vec::new()
+    }
+    fn load_extra(&mut self, _: &HashMap<String, Vec<f64>>) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl ExtraState for GradVac {
+    fn extra(&self) -> Vec<(String, Vec<f64>)> {
+        vec![
+            ("phi_hat".into(), self.phi_hat.concat()),
+            ("k".into(), vec![self.phi_hat.len() as f64]),
+        ]
+    }
+    fn load_extra(&mut self, state: &HashMap<String, Vec<f64>>) -> Result<()> {
+        let k = state
+            .get("k")
+            .and_then(|v| v.first())
+            .copied()
+            .unwrap_or(0.0) as usize;
+        if let (Some(flat), true) = (state.get("phi_hat"), k > 0) {
+            let m: Vec<Vec<f64>> = flat.chunks(k).map(<[f64]>::to_vec).collect();
+            self.set_phi_hat(m).map_err(solver_error("gradvac"))?;
+        }
+        Ok(())
+    }
+}
+
+fn extra_state<T: ExtraState>(t: &T) -> Vec<(String, Vec<f64>)> {
+    t.extra()
+}
+
+fn load_extra_state<T: ExtraState>(t: &mut T, state: &HashMap<String, Vec<f64>>) -> Result<()> {
+    t.load_extra(state)
+}
 
 impl TaskWeighting for GradDrop {
     fn name(&self) -> &str {
@@ -265,6 +369,17 @@ impl TaskWeighting for GradDrop {
 
     fn seed(&mut self, seed: u64) {
         self.rng = StrategyRng::new(seed);
+    }
+
+    fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
+        Ok(vec![("rng".into(), self.rng.to_state())])
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> Result<()> {
+        if let Some(r) = state.get("rng") {
+            self.rng = StrategyRng::from_state(r)?;
+        }
+        Ok(())
     }
 
     fn decide(&mut self, input: &StepInput) -> Result<Decision> {
@@ -344,6 +459,23 @@ impl TaskWeighting for Pcd {
 
     fn needs(&self) -> Needs {
         any_source()
+    }
+
+    fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
+        Ok(vec![
+            ("sq_norm_ema".into(), self.sq_norm_ema.clone()),
+            ("n_steps".into(), vec![f64::from(self.n_steps)]),
+        ])
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> Result<()> {
+        if let Some(v) = state.get("sq_norm_ema") {
+            self.sq_norm_ema = v.clone();
+        }
+        if let Some(n) = state.get("n_steps").and_then(|v| v.first()) {
+            self.n_steps = *n as i32;
+        }
+        Ok(())
     }
 
     fn decide(&mut self, input: &StepInput) -> Result<Decision> {
@@ -479,6 +611,17 @@ impl TaskWeighting for GradNorm {
             .map(|v| ("loss_scale".to_string(), v.clone()))
             .into_iter()
             .collect()
+    }
+
+    fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
+        Ok(vec![("initial_losses".into(), self.initial_losses.clone())])
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> Result<()> {
+        if let Some(v) = state.get("initial_losses") {
+            self.initial_losses = v.clone();
+        }
+        Ok(())
     }
 
     /// The first step's losses become the reference `L_k(0)` of the loss ratios.

@@ -133,6 +133,20 @@ impl TaskWeighting for AutoLambda {
         }
         Ok(())
     }
+
+    fn state(&self) -> Result<Vec<(String, Vec<f64>)>> {
+        let mut out = vec![("weights".to_string(), self.weights.clone())];
+        out.extend(super::scalarize::adam_state("adam", &self.optimizer));
+        Ok(out)
+    }
+
+    fn load_state(&mut self, state: &std::collections::HashMap<String, Vec<f64>>) -> Result<()> {
+        if let Some(w) = state.get("weights") {
+            self.weights = w.clone();
+        }
+        super::scalarize::load_adam_state("adam", state, &mut self.optimizer);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -187,4 +187,42 @@ impl TaskWeighting for Dwa {
         self.step();
         Ok(())
     }
+
+    fn state(&self) -> CrateResult<Vec<(String, Vec<f64>)>> {
+        Ok(vec![
+            ("previous_averages".into(), self.previous_averages.concat()),
+            (
+                "previous_count".into(),
+                vec![self.previous_averages.len() as f64],
+            ),
+            ("loss_sum".into(), self.loss_sum.clone()),
+            ("n_batches".into(), vec![self.n_batches as f64]),
+        ])
+    }
+
+    fn load_state(
+        &mut self,
+        state: &std::collections::HashMap<String, Vec<f64>>,
+    ) -> CrateResult<()> {
+        let count = state
+            .get("previous_count")
+            .and_then(|v| v.first())
+            .copied()
+            .unwrap_or(0.0) as usize;
+        let flat = state.get("previous_averages").cloned().unwrap_or_default();
+        self.previous_averages = if count == 0 {
+            Vec::new()
+        } else {
+            flat.chunks(flat.len() / count)
+                .map(<[f64]>::to_vec)
+                .collect()
+        };
+        self.loss_sum = state.get("loss_sum").cloned().unwrap_or_default();
+        self.n_batches = state
+            .get("n_batches")
+            .and_then(|v| v.first())
+            .copied()
+            .unwrap_or(0.0) as usize;
+        Ok(())
+    }
 }

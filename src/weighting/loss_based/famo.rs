@@ -245,4 +245,27 @@ impl TaskWeighting for Famo {
             )),
         }
     }
+
+    fn state(&self) -> CrateResult<Vec<(String, Vec<f64>)>> {
+        let mut out = vec![("logits".to_string(), self.logits.clone())];
+        if let Some(opt) = &self.optimizer {
+            out.extend(super::scalarize::adam_state("adam", opt));
+        }
+        Ok(out)
+    }
+
+    fn load_state(
+        &mut self,
+        state: &std::collections::HashMap<String, Vec<f64>>,
+    ) -> CrateResult<()> {
+        if let Some(l) = state.get("logits") {
+            self.logits = l.clone();
+        }
+        if state.contains_key("adam.step_count") {
+            let mut opt = Adam::new(self.lr, self.weight_decay);
+            super::scalarize::load_adam_state("adam", state, &mut opt);
+            self.optimizer = Some(opt);
+        }
+        Ok(())
+    }
 }

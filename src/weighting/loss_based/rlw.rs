@@ -99,4 +99,18 @@ impl TaskWeighting for Rlw {
         self.normal_draw = Some(draw);
         Ok(Decision::Weights(s.loss_weights))
     }
+
+    fn state(&self) -> CrateResult<Vec<(String, Vec<f64>)>> {
+        Ok(vec![("rng".into(), self.rng.to_state())])
+    }
+
+    fn load_state(
+        &mut self,
+        state: &std::collections::HashMap<String, Vec<f64>>,
+    ) -> CrateResult<()> {
+        if let Some(r) = state.get("rng") {
+            self.rng = StrategyRng::from_state(r)?;
+        }
+        Ok(())
+    }
 }

@@ -213,3 +213,32 @@ pub(crate) fn sized_for(
     }
     Ok(())
 }
+
+/// The state of an [`Adam`] as named vectors under `prefix`, for checkpoints.
+pub(crate) fn adam_state(prefix: &str, adam: &Adam) -> Vec<(String, Vec<f64>)> {
+    vec![
+        (format!("{prefix}.step_count"), vec![adam.step_count as f64]),
+        (format!("{prefix}.exp_avg"), adam.exp_avg.clone()),
+        (format!("{prefix}.exp_avg_sq"), adam.exp_avg_sq.clone()),
+    ]
+}
+
+/// Restores what [`adam_state`] saved (missing entries leave the optimiser fresh).
+pub(crate) fn load_adam_state(
+    prefix: &str,
+    state: &std::collections::HashMap<String, Vec<f64>>,
+    adam: &mut Adam,
+) {
+    if let Some(c) = state
+        .get(&format!("{prefix}.step_count"))
+        .and_then(|v| v.first())
+    {
+        adam.step_count = *c as u64;
+    }
+    if let Some(v) = state.get(&format!("{prefix}.exp_avg")) {
+        adam.exp_avg = v.clone();
+    }
+    if let Some(v) = state.get(&format!("{prefix}.exp_avg_sq")) {
+        adam.exp_avg_sq = v.clone();
+    }
+}

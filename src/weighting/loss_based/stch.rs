@@ -143,4 +143,31 @@ impl TaskWeighting for Stch {
         let s = self.scalarize(input.losses).map_err(solver_error("stch"))?;
         Ok(Decision::Weights(s.loss_weights))
     }
+
+    fn state(&self) -> CrateResult<Vec<(String, Vec<f64>)>> {
+        let mut out = vec![
+            ("steps_seen".to_string(), vec![self.steps_seen as f64]),
+            ("lowest".to_string(), self.lowest.clone()),
+        ];
+        if let Some(r) = &self.reference {
+            out.push(("reference".to_string(), r.clone()));
+        }
+        Ok(out)
+    }
+
+    fn load_state(
+        &mut self,
+        state: &std::collections::HashMap<String, Vec<f64>>,
+    ) -> CrateResult<()> {
+        self.steps_seen = state
+            .get("steps_seen")
+            .and_then(|v| v.first())
+            .copied()
+            .unwrap_or(0.0) as u64;
+        self.lowest = state.get("lowest").cloned().unwrap_or_default();
+        if let Some(r) = state.get("reference") {
+            self.reference = Some(r.clone());
+        }
+        Ok(())
+    }
 }

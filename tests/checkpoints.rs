@@ -1,0 +1,221 @@
+//! Checkpoints: exact resume on the CPU, crash safety, architecture mismatches, and the keep
+//! policies of `fit`.
+
+mod common;
+
+use candle_core::{Device, Tensor};
+use candle_mtl::prelude::*;
+use candle_mtl::train::CheckpointPolicy;
+use candle_mtl::weighting::by_name;
+use common::{cls_reg_dataset, fixture, mlp_model, temp_dir};
+
+fn params(t: &Trainer) -> Vec<Vec<f32>> {
+    t.model()
+        .params()
+        .named_vars()
+        .iter()
+        .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
+        .collect()
+}
+
+fn trainer(strategy: &str) -> Trainer {
+    let config = TrainerConfig {
+        batch_size: 50,
+        seed: 5,
+        ..Default::default()
+    };
+    Trainer::new(mlp_model(5), by_name(strategy).unwrap(), config).unwrap()
+}
+
+#[test]
+fn resumed_runs_are_bit_identical_to_uninterrupted_ones() {
+    let mnist = fixture();
+    let data = cls_reg_dataset(&mnist.train);
+    // Stateful strategies: FAMO (logits + its Adam), DWA (loss history), RLW (generator),
+    // uncertainty (learned parameters), PCGrad (generator, per-task gradients).
+    for strategy in ["famo", "dwa", "rlw", "uncertainty", "pcgrad"] {
+        let mut straight = trainer(strategy);
+        let full = straight
+            .fit(TaskData::Shared(&data), None, 3, &mut |_| Ok(()))
+            .unwrap();
+
+        let path = temp_dir(&format!("resume-{strategy}")).join("ckpt.safetensors");
+        let mut first = trainer(strategy);
+        first
+            .fit(TaskData::Shared(&data), None, 1, &mut |_| Ok(()))
+            .unwrap();
+        first.save_checkpoint(&path).unwrap();
+        drop(first);
+
+        let mut resumed = trainer(strategy);
+        resumed.load_checkpoint(&path).unwrap();
+        assert_eq!((resumed.steps_done(), resumed.epochs_done()), (16, 1));
+        let rest = resumed
+            .fit(TaskData::Shared(&data), None, 2, &mut |_| Ok(()))
+            .unwrap();
+        for (a, b) in full.epochs[1..].iter().zip(&rest.epochs) {
+            assert_eq!(
+                a.train_losses, b.train_losses,
+                "{strategy}: epoch {} losses differ",
+                a.epoch
+            );
+            assert_eq!(
+                a.mean_weights, b.mean_weights,
+                "{strategy}: epoch {} weights differ",
+                a.epoch
+            );
+        }
+        assert_eq!(
+            params(&straight),
+            params(&resumed),
+            "{strategy}: final weights differ"
+        );
+    }
+}
+
+#[test]
+fn a_crash_while_writing_leaves_the_previous_checkpoint_loadable() {
+    let mnist = fixture();
+    let data = cls_reg_dataset(&mnist.train);
+    let dir = temp_dir("crash");
+    let path = dir.join("run.safetensors");
+    let mut t = trainer("equal");
+    t.fit(TaskData::Shared(&data), None, 1, &mut |_| Ok(()))
+        .unwrap();
+    t.save_checkpoint(&path).unwrap();
+    let saved = params(&t);
+    let good = std::fs::read(&path).unwrap();
+
+    // A second save dies halfway: what it leaves is its temporary file, half written.
+    t.fit(TaskData::Shared(&data), None, 1, &mut |_| Ok(()))
+        .unwrap();
+    let torn = dir.join(format!(".run.safetensors.tmp-{}", std::process::id()));
+    std::fs::write(&torn, &good[..good.len() / 2]).unwrap();
+
+    let mut fresh = trainer("equal");
+    fresh.load_checkpoint(&path).unwrap();
+    assert_eq!(params(&fresh), saved);
+    // The torn file itself is refused cleanly, naming it.
+    let msg = trainer("equal")
+        .load_checkpoint(&torn)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains(".run.safetensors.tmp"), "{msg}");
+    // A truncated final file (a file system that lost the tail) too.
+    let cut = dir.join("cut.safetensors");
+    std::fs::write(&cut, &good[..good.len() - 100]).unwrap();
+    let mut victim = trainer("equal");
+    let before = params(&victim);
+    assert!(victim.load_checkpoint(&cut).is_err());
+    assert_eq!(
+        params(&victim),
+        before,
+        "a failed load changed the parameters"
+    );
+}
+
+#[test]
+fn a_different_architecture_is_refused_with_names_and_shapes() {
+    let path = temp_dir("mismatch").join("m.safetensors");
+    trainer("equal").save_checkpoint(&path).unwrap();
+    let wider = MultiTaskModel::builder(&Device::Cpu, 0)
+        .encoder(|p| {
+            Mlp::new(
+                &MlpConfig {
+                    hidden: vec![32],
+                    ..Default::default()
+                },
+                p,
+            )
+        })
+        .and_then(|b| {
+            b.task(TaskSpec::classification("digit"), |p| {
+                LinearHead::new(32, 10, p)
+            })
+        })
+        .and_then(|b| b.task(TaskSpec::regression("age"), |p| LinearHead::new(32, 1, p)))
+        .and_then(|b| b.build())
+        .unwrap();
+    let mut other = Trainer::new(wider, Box::new(Equal::sum()), TrainerConfig::default()).unwrap();
+    let msg = other.load_checkpoint(&path).unwrap_err().to_string();
+    assert!(msg.contains("m.safetensors"), "{msg}");
+    assert!(
+        msg.contains("model.encoder.layer0.weight: checkpoint [64, 784], model [32, 784]"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("model.heads.age.linear.bias [1] is missing"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("model.heads.value.linear.bias [1] is in the checkpoint but not in the model"),
+        "{msg}"
+    );
+
+    let not_a_checkpoint = temp_dir("mismatch").join("plain.safetensors");
+    candle_core::safetensors::save(
+        &std::collections::HashMap::from([(
+            "x".to_string(),
+            Tensor::zeros(2, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        )]),
+        &not_a_checkpoint,
+    )
+    .unwrap();
+    let msg = other
+        .load_checkpoint(&not_a_checkpoint)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("not a candle-mtl checkpoint"), "{msg}");
+}
+
+#[test]
+fn fit_keeps_the_last_checkpoints_and_the_best() {
+    let mnist = fixture();
+    let (train, test) = (cls_reg_dataset(&mnist.train), cls_reg_dataset(&mnist.test));
+    let dir = temp_dir("policy");
+    let policy = CheckpointPolicy {
+        dir: dir.clone(),
+        keep_last: 2,
+        best: Some(("digit".into(), Metric::Accuracy)),
+    };
+    let config = TrainerConfig {
+        batch_size: 50,
+        checkpoint: Some(policy.clone()),
+        ..Default::default()
+    };
+    let mut t = Trainer::new(mlp_model(0), Box::new(Equal::sum()), config).unwrap();
+    let fit = t
+        .fit(
+            TaskData::Shared(&train),
+            Some(TaskData::Shared(&test)),
+            3,
+            &mut |_| Ok(()),
+        )
+        .unwrap();
+    assert!(!policy.epoch_path(0).exists());
+    assert!(policy.epoch_path(1).exists() && policy.epoch_path(2).exists());
+    assert!(policy.best_path().exists());
+    // The best checkpoint holds the epoch with the highest accuracy.
+    let accs: Vec<f64> = fit
+        .epochs
+        .iter()
+        .map(|e| {
+            e.eval
+                .as_ref()
+                .unwrap()
+                .task("digit")
+                .unwrap()
+                .metric(Metric::Accuracy)
+                .unwrap()
+        })
+        .collect();
+    let best_epoch = (0..3).fold(0, |b, i| if accs[i] > accs[b] { i } else { b });
+    let mut restored = Trainer::new(
+        mlp_model(0),
+        Box::new(Equal::sum()),
+        TrainerConfig::default(),
+    )
+    .unwrap();
+    restored.load_checkpoint(policy.best_path()).unwrap();
+    assert_eq!(restored.epochs_done(), best_epoch + 1);
+}
