@@ -210,12 +210,11 @@ impl TaskWeighting for Dwa {
             .copied()
             .unwrap_or(0.0) as usize;
         let flat = state.get("previous_averages").cloned().unwrap_or_default();
-        self.previous_averages = if count == 0 {
-            Vec::new()
-        } else {
-            flat.chunks(flat.len() / count)
-                .map(<[f64]>::to_vec)
-                .collect()
+        self.previous_averages = match flat.len().checked_div(count) {
+            Some(k) if k > 0 && k * count == flat.len() => {
+                flat.chunks(k).map(<[f64]>::to_vec).collect()
+            }
+            _ => Vec::new(),
         };
         self.loss_sum = state.get("loss_sum").cloned().unwrap_or_default();
         self.n_batches = state
