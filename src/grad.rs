@@ -242,6 +242,9 @@ mod tests {
         assert_eq!(stats.norms, vec![1.0, 2.0]);
         assert_eq!(stats.conflicting_pairs, 1);
         assert!((stats.cosine[0][1] + 0.5).abs() < 1e-12);
+        // A NaN gradient must show as a NaN norm, not as zero.
+        let nan = GradientStats::from_gramian(&[vec![f64::NAN, 0.0], vec![0.0, 1.0]]);
+        assert!(nan.norms[0].is_nan());
         let summed = weighted_sum(&[grads, loss.backward()?], &[0.5, 1.5], &vars)?;
         assert_eq!(summed.get(&b).unwrap().to_vec1::<f32>()?, vec![2.0]);
         Ok(())

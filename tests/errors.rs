@@ -226,3 +226,33 @@ fn non_finite_loss_stops_before_the_update_naming_task_and_step() {
         .collect();
     assert_eq!(before, after, "parameters changed despite the error");
 }
+
+#[test]
+fn epochs_that_cannot_hold_a_batch_and_negative_classes_are_refused() {
+    let mnist = fixture();
+    let small = mnist.test.take(30);
+    let a = TensorDataset::from_images(&small, Normalize::mnist())
+        .and_then(|d| d.with_target("digit", small.labels_tensor()?))
+        .unwrap();
+    let b = TensorDataset::from_images(&mnist.test, Normalize::mnist())
+        .and_then(|d| d.with_target("value", mnist.test.label_values_tensor()?))
+        .unwrap();
+    let config = TrainerConfig {
+        input_mode: InputMode::MultiInput,
+        batch_size: 50,
+        drop_last: true,
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(mlp_model(0), Box::new(Equal::sum()), config).unwrap();
+    let msg = trainer.train_epoch(TaskData::PerTask(&[a, b])).unwrap_err().to_string();
+    assert!(msg.contains("'digit'") && msg.contains("30 samples") && msg.contains("50"), "{msg}");
+
+    let negative: Vec<i64> = (0..mnist.test.len() as i64).map(|i| if i == 3 { -1 } else { 1 }).collect();
+    let data = TensorDataset::from_images(&mnist.test, Normalize::mnist())
+        .and_then(|d| d.with_target("digit", Tensor::new(negative.as_slice(), &Device::Cpu)?))
+        .and_then(|d| d.with_target("value", mnist.test.label_values_tensor()?))
+        .unwrap();
+    let mut trainer = Trainer::new(mlp_model(0), Box::new(Equal::sum()), TrainerConfig::default()).unwrap();
+    let msg = trainer.evaluate(TaskData::Shared(&data)).unwrap_err().to_string();
+    assert!(msg.contains("'digit'") && msg.contains("negative"), "{msg}");
+}

@@ -87,13 +87,15 @@ pub fn compose_pairs(
             ),
         ));
     }
-    if config.different_classes
-        && right.labels().iter().all(|&l| l == right.labels()[0])
-        && left.labels().iter().all(|&l| l == right.labels()[0])
-    {
-        return Err(Error::DataMismatch(
-            "different_classes needs at least two classes".into(),
-        ));
+    if config.different_classes {
+        // Redrawing the right image until its class differs must be able to succeed for every
+        // left image: refuse when the right images all share a class the left images have.
+        let first = right.labels()[0];
+        if right.labels().iter().all(|&l| l == first) && left.labels().contains(&first) {
+            return Err(Error::DataMismatch(format!(
+                "different_classes: every right image has class {first}, which left images also have"
+            )));
+        }
     }
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let mut pixels = vec![0u8; config.count * n * n];
@@ -165,7 +167,10 @@ mod tests {
         }
         let again = compose_pairs(&ds, &ds, &cfg)?;
         assert_eq!(again, c);
-        assert!(compose_pairs(&ds, &ds, &ComposeConfig { canvas: 2, ..cfg }).is_err());
+        assert!(compose_pairs(&ds, &ds, &ComposeConfig { canvas: 2, ..cfg.clone() }).is_err());
+        // Every right image of a class the left images also have: no valid pair, refused.
+        let only_one = ImageDataset::new(vec![200; 4], vec![1], [1, 2, 2])?;
+        assert!(compose_pairs(&ds, &only_one, &cfg).is_err());
         Ok(())
     }
 }
