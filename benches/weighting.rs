@@ -11,6 +11,8 @@ use candle_mtl::weighting::gradient_based::{
 use candle_mtl::weighting::{
     by_name, GradientSource, InputMode, StepInput, TaskGradients, WeightingSetup, STRATEGIES,
 };
+use std::time::Duration;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 fn random_matrix(k: usize, d: usize, seed: u64) -> Vec<f32> {
@@ -29,6 +31,8 @@ fn decide(c: &mut Criterion) {
     let d = 100_000;
     let mut group = c.benchmark_group("decide_d1e5");
     group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(300));
+    group.measurement_time(Duration::from_secs(1));
     for k in [2usize, 5, 10] {
         let matrix =
             Tensor::from_vec(random_matrix(k, d, k as u64), (k, d), &Device::Cpu).expect("matrix");
@@ -72,6 +76,8 @@ fn solvers(c: &mut Criterion) {
         .collect();
     let gram = candle_mtl::solvers::matrix::gramian(&rows).expect("gramian");
     let mut group = c.benchmark_group("solver_k10");
+    group.warm_up_time(Duration::from_millis(300));
+    group.measurement_time(Duration::from_secs(1));
     let methods: Vec<(&str, Box<dyn GramianWeighting>)> = vec![
         ("mgda_frank_wolfe", Box::new(Mgda::default())),
         (

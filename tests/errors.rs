@@ -244,15 +244,31 @@ fn epochs_that_cannot_hold_a_batch_and_negative_classes_are_refused() {
         ..Default::default()
     };
     let mut trainer = Trainer::new(mlp_model(0), Box::new(Equal::sum()), config).unwrap();
-    let msg = trainer.train_epoch(TaskData::PerTask(&[a, b])).unwrap_err().to_string();
-    assert!(msg.contains("'digit'") && msg.contains("30 samples") && msg.contains("50"), "{msg}");
+    let msg = trainer
+        .train_epoch(TaskData::PerTask(&[a, b]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("'digit'") && msg.contains("30 samples") && msg.contains("50"),
+        "{msg}"
+    );
 
-    let negative: Vec<i64> = (0..mnist.test.len() as i64).map(|i| if i == 3 { -1 } else { 1 }).collect();
+    let negative: Vec<i64> = (0..mnist.test.len() as i64)
+        .map(|i| if i == 3 { -1 } else { 1 })
+        .collect();
     let data = TensorDataset::from_images(&mnist.test, Normalize::mnist())
         .and_then(|d| d.with_target("digit", Tensor::new(negative.as_slice(), &Device::Cpu)?))
         .and_then(|d| d.with_target("value", mnist.test.label_values_tensor()?))
         .unwrap();
-    let mut trainer = Trainer::new(mlp_model(0), Box::new(Equal::sum()), TrainerConfig::default()).unwrap();
-    let msg = trainer.evaluate(TaskData::Shared(&data)).unwrap_err().to_string();
+    let mut trainer = Trainer::new(
+        mlp_model(0),
+        Box::new(Equal::sum()),
+        TrainerConfig::default(),
+    )
+    .unwrap();
+    let msg = trainer
+        .evaluate(TaskData::Shared(&data))
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("'digit'") && msg.contains("negative"), "{msg}");
 }

@@ -167,7 +167,15 @@ mod tests {
         }
         let again = compose_pairs(&ds, &ds, &cfg)?;
         assert_eq!(again, c);
-        assert!(compose_pairs(&ds, &ds, &ComposeConfig { canvas: 2, ..cfg.clone() }).is_err());
+        assert!(compose_pairs(
+            &ds,
+            &ds,
+            &ComposeConfig {
+                canvas: 2,
+                ..cfg.clone()
+            }
+        )
+        .is_err());
         // Every right image of a class the left images also have: no valid pair, refused.
         let only_one = ImageDataset::new(vec![200; 4], vec![1], [1, 2, 2])?;
         assert!(compose_pairs(&ds, &only_one, &cfg).is_err());
