@@ -272,3 +272,96 @@ fn epochs_that_cannot_hold_a_batch_and_negative_classes_are_refused() {
         .to_string();
     assert!(msg.contains("'digit'") && msg.contains("negative"), "{msg}");
 }
+
+#[test]
+fn skip_policy_skips_non_finite_steps_and_counts_them() {
+    let mnist = fixture();
+    let mut values: Vec<f32> = mnist.test.labels().iter().map(|&l| l as f32).collect();
+    values[0] = f32::INFINITY;
+    let data = TensorDataset::from_images(&mnist.test, Normalize::mnist())
+        .and_then(|d| d.with_target("digit", mnist.test.labels_tensor()?))
+        .and_then(|d| d.with_target("value", Tensor::new(values.as_slice(), &Device::Cpu)?))
+        .unwrap();
+    let config = TrainerConfig {
+        non_finite: candle_mtl::train::NonFinitePolicy::Skip,
+        batch_size: 20,
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(mlp_model(0), Box::new(Equal::sum()), config).unwrap();
+    let snapshot = |t: &Trainer| -> Vec<Vec<f32>> {
+        t.model()
+            .params()
+            .named_vars()
+            .iter()
+            .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
+            .collect()
+    };
+    let before = snapshot(&trainer);
+    let batch = data.batch(&[0, 1, 2], &Device::Cpu).unwrap();
+    let report = trainer
+        .train_step(&candle_mtl::train::StepBatch::Shared(batch))
+        .unwrap();
+    assert!(report.skipped && report.weights.is_none());
+    assert_eq!(
+        snapshot(&trainer),
+        before,
+        "a skipped step changed the parameters"
+    );
+    let epoch = trainer.train_epoch(TaskData::Shared(&data)).unwrap();
+    assert_eq!((epoch.steps, epoch.skipped_steps), (10, 1));
+    assert!(
+        epoch.train_losses.iter().all(|l| l.is_finite()),
+        "{:?}",
+        epoch.train_losses
+    );
+}
+
+#[test]
+fn gradient_clipping_bounds_the_update() {
+    let mnist = fixture();
+    let data = cls_reg_dataset(&mnist.test);
+    let config = TrainerConfig {
+        optimizer: OptimizerConfig::sgd(1.0, 0.0),
+        max_grad_norm: Some(1e-3),
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(mlp_model(0), Box::new(Equal::sum()), config).unwrap();
+    let flat = |t: &Trainer| -> Vec<f32> {
+        t.model()
+            .params()
+            .named_vars()
+            .iter()
+            .flat_map(|(_, v)| {
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let before = flat(&trainer);
+    let batch = data
+        .batch(&(0..32).collect::<Vec<_>>(), &Device::Cpu)
+        .unwrap();
+    let report = trainer
+        .train_step(&candle_mtl::train::StepBatch::Shared(batch))
+        .unwrap();
+    let after = flat(&trainer);
+    let moved: f64 = before
+        .iter()
+        .zip(&after)
+        .map(|(a, b)| f64::from(a - b).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    assert!(report.grad_norm.unwrap() > 1.0, "{:?}", report.grad_norm);
+    assert!(
+        moved <= 1.001e-3 && moved > 0.9e-3,
+        "SGD(lr 1) moved the parameters by {moved}"
+    );
+    let bad = TrainerConfig {
+        max_grad_norm: Some(0.0),
+        ..Default::default()
+    };
+    assert!(Trainer::new(mlp_model(0), Box::new(Equal::sum()), bad).is_err());
+}

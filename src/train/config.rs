@@ -14,6 +14,17 @@ pub enum EpochLength {
     StopAtShortest,
 }
 
+/// What the trainer does when a task's loss or gradient is NaN or infinite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NonFinitePolicy {
+    /// Stop with an error naming the task and the step; nothing is updated.
+    #[default]
+    Error,
+    /// Skip the step (no update of parameters, optimiser or strategy) and count it in the
+    /// epoch report.
+    Skip,
+}
+
 /// Configuration of a [`Trainer`](super::Trainer), validated when the trainer is built.
 ///
 /// | field | default | meaning |
@@ -27,6 +38,8 @@ pub enum EpochLength {
 /// | `epoch_length` | cycle shorter | multi-input epochs over datasets of different sizes |
 /// | `drop_last` | false | drop the last, incomplete training batch |
 /// | `prefetch_depth` | 2 | batches prepared ahead on a background thread (0: none, prepare inline) |
+/// | `max_grad_norm` | `None` | clip the global gradient norm to this value |
+/// | `non_finite` | error | stop, or skip the step, on a NaN/infinite loss or gradient |
 /// | `checkpoint` | `None` | where `fit` writes checkpoints after each epoch ([`CheckpointPolicy`]) |
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainerConfig {
@@ -48,6 +61,10 @@ pub struct TrainerConfig {
     pub drop_last: bool,
     /// Batches prepared ahead on a background thread; 0 prepares them on the training thread.
     pub prefetch_depth: usize,
+    /// Clip the global L2 norm of the gradients to this value before each update.
+    pub max_grad_norm: Option<f64>,
+    /// What to do on a non-finite loss or gradient.
+    pub non_finite: NonFinitePolicy,
     /// Checkpoints written by `fit` after each epoch.
     pub checkpoint: Option<CheckpointPolicy>,
 }
@@ -64,6 +81,8 @@ impl Default for TrainerConfig {
             epoch_length: EpochLength::CycleShorter,
             drop_last: false,
             prefetch_depth: 2,
+            max_grad_norm: None,
+            non_finite: NonFinitePolicy::Error,
             checkpoint: None,
         }
     }
@@ -77,6 +96,11 @@ impl TrainerConfig {
         }
         if self.eval_batch_size == 0 {
             return Err(Error::config("eval_batch_size", 0, "must be at least 1"));
+        }
+        if let Some(m) = self.max_grad_norm {
+            if !(m.is_finite() && m > 0.0) {
+                return Err(Error::config("max_grad_norm", m, "must be finite and > 0"));
+            }
         }
         if let Some(c) = &self.checkpoint {
             if c.keep_last == 0 {

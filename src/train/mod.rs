@@ -6,7 +6,7 @@ mod report;
 mod trainer;
 
 pub use checkpoint::CheckpointPolicy;
-pub use config::{EpochLength, TrainerConfig};
+pub use config::{EpochLength, NonFinitePolicy, TrainerConfig};
 pub use report::{EpochReport, EvalReport, FitReport, StepReport, TaskEvaluation};
 pub use trainer::Trainer;
 

@@ -16,6 +16,11 @@ pub struct StepReport {
     /// Norms, pairwise cosines and conflicting pairs of the task gradients, when the strategy
     /// asked for gradients (computed from their Gramian, no extra backward pass).
     pub gradient_stats: Option<crate::grad::GradientStats>,
+    /// Global gradient norm before clipping, when [`TrainerConfig::max_grad_norm`](super::TrainerConfig::max_grad_norm) is set.
+    pub grad_norm: Option<f64>,
+    /// True when a non-finite loss or gradient made the step be skipped
+    /// ([`NonFinitePolicy::Skip`](super::NonFinitePolicy::Skip)); nothing was updated.
+    pub skipped: bool,
 }
 
 /// Evaluation of one task.
@@ -62,12 +67,14 @@ pub struct EpochReport {
     pub epoch: usize,
     /// Task names, in task order.
     pub task_names: Vec<String>,
-    /// Mean training loss of each task over the epoch's steps.
+    /// Mean training loss of each task over the epoch's steps that were not skipped.
     pub train_losses: Vec<f64>,
     /// Mean task weights over the epoch (`None` when the strategy returned directions).
     pub mean_weights: Option<Vec<f64>>,
-    /// Steps taken.
+    /// Steps taken (skipped ones included).
     pub steps: usize,
+    /// Steps skipped for a non-finite loss or gradient.
+    pub skipped_steps: usize,
     /// Samples consumed.
     pub samples: usize,
     /// Wall-clock seconds spent training (evaluation excluded).

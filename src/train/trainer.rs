@@ -9,8 +9,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint;
 use super::{
-    EpochLength, EpochReport, EvalReport, FitReport, MultiTaskTrainer, StepBatch, StepReport,
-    TaskData, TaskEvaluation, TrainerConfig,
+    EpochLength, EpochReport, EvalReport, FitReport, MultiTaskTrainer, NonFinitePolicy, StepBatch,
+    StepReport, TaskData, TaskEvaluation, TrainerConfig,
 };
 use crate::data::{prefetch, sequential_batches, shuffled_batches, Batch, TensorDataset};
 use crate::encoder::Representation;
@@ -925,6 +925,51 @@ impl Trainer {
     fn step_inner(&mut self, batch: &StepBatch, second: Option<&StepBatch>) -> Result<StepReport> {
         self.check_batch_mode(batch)?;
         self.last_gradient_stats = None;
+        let samples = match batch {
+            StepBatch::Shared(b) => b.len(),
+            StepBatch::PerTask(bs) => bs.iter().map(Batch::len).sum(),
+        };
+        let computed =
+            self.compute_update(batch, second)
+                .and_then(|(losses, mut grads, weights)| {
+                    let grad_norm = match self.config.max_grad_norm {
+                        Some(max) => Some(self.clip_gradients(&mut grads, max)?),
+                        None => None,
+                    };
+                    Ok((losses, grads, weights, grad_norm))
+                });
+        let (losses, grads, weights, grad_norm) = match computed {
+            Ok(c) => c,
+            Err(e @ Error::NonFinite { .. }) if self.config.non_finite == NonFinitePolicy::Skip => {
+                // Nothing was applied: parameters, optimiser and strategy are as before.
+                let _ = e;
+                let report = StepReport {
+                    step: self.step,
+                    losses: vec![f64::NAN; self.num_tasks()],
+                    weights: None,
+                    samples,
+                    gradient_stats: self.last_gradient_stats.take(),
+                    grad_norm: None,
+                    skipped: true,
+                };
+                self.step += 1;
+                return Ok(report);
+            }
+            Err(e) => return Err(e),
+        };
+        if self.meta_validation.is_some() {
+            self.meta_step(batch, &grads)?;
+        }
+        self.apply_update(batch, losses, grads, weights, samples, grad_norm)
+    }
+
+    /// Forward, losses (checked finite), the strategy's decision and the gradients it asks for;
+    /// nothing is applied yet.
+    fn compute_update(
+        &mut self,
+        batch: &StepBatch,
+        second: Option<&StepBatch>,
+    ) -> Result<(Vec<f64>, GradStore, Option<Vec<f64>>)> {
         let representation = self.gradient_source == Some(GradientSource::Representation);
         let fwd = self.forward(batch, true, representation)?;
         let losses = self.loss_values(&fwd.losses)?;
@@ -959,10 +1004,54 @@ impl Trainer {
                 }
             }
         }
-        drop(fwd);
-        if self.meta_validation.is_some() {
-            self.meta_step(batch, &grads)?;
+        Ok((losses, grads, weights))
+    }
+
+    /// Scales `grads` so that their global L2 norm is at most `max`; returns the norm before.
+    fn clip_gradients(&self, grads: &mut GradStore, max: f64) -> Result<f64> {
+        let mut vars = self.model.params().named_vars();
+        vars.extend(self.weighting_vars.iter().cloned());
+        let mut sq = 0.0;
+        for (_, v) in &vars {
+            if let Some(g) = grads.get(v) {
+                sq += f64::from(
+                    g.sqr()?
+                        .sum_all()?
+                        .to_dtype(DType::F32)?
+                        .to_scalar::<f32>()?,
+                );
+            }
         }
+        let norm = sq.sqrt();
+        if !norm.is_finite() {
+            return Err(Error::NonFinite {
+                quantity: "gradient",
+                task: "(all tasks, global norm)".into(),
+                step: self.step,
+                value: norm,
+            });
+        }
+        if norm > max {
+            let scale = max / norm;
+            for (_, v) in &vars {
+                if let Some(g) = grads.remove(v.as_tensor()) {
+                    grads.insert(v.as_tensor(), g.affine(scale, 0.0)?);
+                }
+            }
+        }
+        Ok(norm)
+    }
+
+    /// The optimiser step and the strategy's after-step hook.
+    fn apply_update(
+        &mut self,
+        batch: &StepBatch,
+        losses: Vec<f64>,
+        grads: GradStore,
+        weights: Option<Vec<f64>>,
+        samples: usize,
+        grad_norm: Option<f64>,
+    ) -> Result<StepReport> {
         self.optimizer.step(&grads)?;
         let losses_after = if self.losses_after_step {
             let after = self.forward(batch, false, false)?;
@@ -975,16 +1064,14 @@ impl Trainer {
             losses_before: &losses,
             losses_after: losses_after.as_deref(),
         })?;
-        let samples = match batch {
-            StepBatch::Shared(b) => b.len(),
-            StepBatch::PerTask(bs) => bs.iter().map(Batch::len).sum(),
-        };
         let report = StepReport {
             step: self.step,
             losses,
             weights,
             samples,
             gradient_stats: self.last_gradient_stats.take(),
+            grad_norm,
+            skipped: false,
         };
         self.step += 1;
         Ok(report)
@@ -1065,7 +1152,14 @@ impl MultiTaskTrainer for Trainer {
         let mut loss_sums = vec![0.0; k_tasks];
         let mut weight_sums: Option<Vec<f64>> = Some(vec![0.0; k_tasks]);
         let (mut steps, mut samples) = (0usize, 0usize);
+        let mut skipped = 0usize;
         let mut record = |r: &StepReport| {
+            steps += 1;
+            samples += r.samples;
+            if r.skipped {
+                skipped += 1;
+                return;
+            }
             for (s, l) in loss_sums.iter_mut().zip(&r.losses) {
                 *s += l;
             }
@@ -1073,8 +1167,6 @@ impl MultiTaskTrainer for Trainer {
                 (Some(ws), Some(w)) => ws.iter_mut().zip(w).for_each(|(s, w)| *s += w),
                 _ => weight_sums = None,
             }
-            steps += 1;
-            samples += r.samples;
         };
         // The whole epoch's batch order is fixed here, from the trainer's generator, so that
         // preparing batches on another thread cannot change it.
@@ -1195,11 +1287,8 @@ impl MultiTaskTrainer for Trainer {
             },
         )?;
         let seconds = start.elapsed().as_secs_f64();
-        let mean = |v: Vec<f64>| {
-            v.into_iter()
-                .map(|s| s / steps.max(1) as f64)
-                .collect::<Vec<_>>()
-        };
+        let applied = (steps - skipped).max(1) as f64;
+        let mean = |v: Vec<f64>| v.into_iter().map(|s| s / applied).collect::<Vec<_>>();
         let train_losses = mean(loss_sums);
         self.weighting.end_epoch(self.epoch, &train_losses)?;
         let report = EpochReport {
@@ -1208,6 +1297,7 @@ impl MultiTaskTrainer for Trainer {
             train_losses,
             mean_weights: weight_sums.map(mean),
             steps,
+            skipped_steps: skipped,
             samples,
             seconds,
             data_seconds: stats.wait_seconds,
