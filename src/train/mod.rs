@@ -2,11 +2,13 @@
 
 mod checkpoint;
 mod config;
+mod observer;
 mod report;
 mod trainer;
 
 pub use checkpoint::CheckpointPolicy;
 pub use config::{EpochLength, NonFinitePolicy, TrainerConfig};
+pub use observer::{CsvLog, JsonlLog, Observer};
 pub use report::{EpochReport, EvalReport, FitReport, StepReport, TaskEvaluation};
 pub use trainer::Trainer;
 

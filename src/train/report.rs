@@ -75,6 +75,8 @@ pub struct EpochReport {
     pub steps: usize,
     /// Steps skipped for a non-finite loss or gradient.
     pub skipped_steps: usize,
+    /// The optimiser's learning rate at the end of the epoch.
+    pub learning_rate: f64,
     /// Samples consumed.
     pub samples: usize,
     /// Wall-clock seconds spent training (evaluation excluded).

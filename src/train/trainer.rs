@@ -8,6 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint;
+use super::Observer;
 use super::{
     EpochLength, EpochReport, EvalReport, FitReport, MultiTaskTrainer, NonFinitePolicy, StepBatch,
     StepReport, TaskData, TaskEvaluation, TrainerConfig,
@@ -50,6 +51,7 @@ pub struct Trainer {
     batches_per_step: usize,
     meta_validation: Option<TensorDataset>,
     meta_rng: ChaCha8Rng,
+    observers: Vec<Box<dyn Observer>>,
     step: u64,
     epoch: usize,
     rng: ChaCha8Rng,
@@ -160,6 +162,7 @@ impl Trainer {
             batches_per_step,
             meta_validation,
             meta_rng,
+            observers: Vec::new(),
             step: 0,
             epoch: 0,
         })
@@ -320,6 +323,20 @@ impl Trainer {
         self.epoch = counters.get(1).copied().unwrap_or(0).max(0) as usize;
         self.rng = rng;
         self.meta_rng = meta_rng;
+        Ok(())
+    }
+
+    /// Adds an observer of steps and epochs (metric logs, dashboards); see
+    /// [`JsonlLog`](super::JsonlLog) and [`CsvLog`](super::CsvLog).
+    pub fn add_observer(&mut self, observer: Box<dyn Observer>) {
+        self.observers.push(observer);
+    }
+
+    fn notify_step(&mut self, report: &StepReport) -> Result<()> {
+        let names = self.model.task_names();
+        for o in &mut self.observers {
+            o.on_step(&names, report)?;
+        }
         Ok(())
     }
 
@@ -953,6 +970,7 @@ impl Trainer {
                     skipped: true,
                 };
                 self.step += 1;
+                self.notify_step(&report)?;
                 return Ok(report);
             }
             Err(e) => return Err(e),
@@ -1074,6 +1092,7 @@ impl Trainer {
             skipped: false,
         };
         self.step += 1;
+        self.notify_step(&report)?;
         Ok(report)
     }
 }
@@ -1127,6 +1146,9 @@ impl MultiTaskTrainer for Trainer {
                         self.save_checkpoint(policy.best_path())?;
                     }
                 }
+            }
+            for o in &mut self.observers {
+                o.on_epoch(&report)?;
             }
             on_epoch(&report)?;
             fit.epochs.push(report);
@@ -1298,6 +1320,7 @@ impl MultiTaskTrainer for Trainer {
             mean_weights: weight_sums.map(mean),
             steps,
             skipped_steps: skipped,
+            learning_rate: self.optimizer.learning_rate(),
             samples,
             seconds,
             data_seconds: stats.wait_seconds,

@@ -1,0 +1,264 @@
+//! Watching a run: the [`Observer`] trait and two observers that write metric logs,
+//! JSON lines ([`JsonlLog`]) and CSV ([`CsvLog`]).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::{EpochReport, StepReport};
+use crate::error::{Error, Result};
+
+/// Receives the trainer's events: every step, and every epoch of
+/// [`fit`](super::MultiTaskTrainer::fit) (with its evaluation). Add one with
+/// [`Trainer::add_observer`](super::Trainer::add_observer).
+pub trait Observer: Send {
+    /// After each training step (skipped steps included).
+    fn on_step(&mut self, task_names: &[String], report: &StepReport) -> Result<()> {
+        let _ = (task_names, report);
+        Ok(())
+    }
+
+    /// After each epoch of `fit`, evaluation included.
+    fn on_epoch(&mut self, report: &EpochReport) -> Result<()> {
+        let _ = report;
+        Ok(())
+    }
+}
+
+fn number(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        "null".into()
+    }
+}
+
+fn quoted(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn object(names: &[String], values: &[f64]) -> String {
+    let fields: Vec<String> = names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| format!("{}: {}", quoted(n), number(*v)))
+        .collect();
+    format!("{{{}}}", fields.join(", "))
+}
+
+fn create(path: &Path) -> Result<BufWriter<File>> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(BufWriter::new(
+        File::create(path).map_err(|e| Error::io(path, e))?,
+    ))
+}
+
+/// Writes one JSON object per line: `{"type":"step",...}` per step (task losses and weights,
+/// gradient norm, conflicting gradient pairs, skipped) and `{"type":"epoch",...}` per epoch
+/// (mean training losses and weights, evaluation metrics, learning rate, samples/s, skipped
+/// steps). Flushed after every epoch.
+pub struct JsonlLog {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl JsonlLog {
+    /// A log at `path` (created, folders included; an existing file is replaced).
+    pub fn create(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        Ok(Self {
+            out: create(&path)?,
+            path,
+        })
+    }
+
+    fn line(&mut self, text: String) -> Result<()> {
+        writeln!(self.out, "{text}").map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+impl Observer for JsonlLog {
+    fn on_step(&mut self, task_names: &[String], r: &StepReport) -> Result<()> {
+        let weights = r
+            .weights
+            .as_ref()
+            .map(|w| object(task_names, w))
+            .unwrap_or_else(|| "null".into());
+        let conflicts = r
+            .gradient_stats
+            .as_ref()
+            .map(|g| g.conflicting_pairs.to_string())
+            .unwrap_or_else(|| "null".into());
+        let text = format!(
+            "{{\"type\": \"step\", \"step\": {}, \"losses\": {}, \"weights\": {weights}, \"grad_norm\": {}, \"conflicting_pairs\": {conflicts}, \"skipped\": {}, \"samples\": {}}}",
+            r.step,
+            object(task_names, &r.losses),
+            r.grad_norm.map(number).unwrap_or_else(|| "null".into()),
+            r.skipped,
+            r.samples
+        );
+        self.line(text)
+    }
+
+    fn on_epoch(&mut self, r: &EpochReport) -> Result<()> {
+        let weights = r
+            .mean_weights
+            .as_ref()
+            .map(|w| object(&r.task_names, w))
+            .unwrap_or_else(|| "null".into());
+        let metrics = match &r.eval {
+            Some(e) => {
+                let tasks: Vec<String> = e
+                    .tasks
+                    .iter()
+                    .map(|t| {
+                        let mut fields = vec![format!("\"loss\": {}", number(t.loss))];
+                        fields.extend(
+                            t.metrics
+                                .iter()
+                                .map(|(m, v)| format!("{}: {}", quoted(m.name()), number(*v))),
+                        );
+                        format!("{}: {{{}}}", quoted(&t.task), fields.join(", "))
+                    })
+                    .collect();
+                format!("{{{}}}", tasks.join(", "))
+            }
+            None => "null".into(),
+        };
+        let text = format!(
+            "{{\"type\": \"epoch\", \"epoch\": {}, \"train_losses\": {}, \"mean_weights\": {weights}, \"eval\": {metrics}, \"learning_rate\": {}, \"samples_per_second\": {}, \"seconds\": {}, \"data_seconds\": {}, \"steps\": {}, \"skipped_steps\": {}}}",
+            r.epoch,
+            object(&r.task_names, &r.train_losses),
+            number(r.learning_rate),
+            number(r.samples_per_second()),
+            number(r.seconds),
+            number(r.data_seconds),
+            r.steps,
+            r.skipped_steps
+        );
+        self.line(text)?;
+        self.out.flush().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Writes `steps.csv` (step, skipped, grad_norm, loss and weight per task) and `epochs.csv`
+/// (epoch, seconds, samples/s, learning rate, skipped steps, mean training loss per task, then
+/// each task's evaluation metrics) into a folder. Headers come from the first event.
+pub struct CsvLog {
+    dir: PathBuf,
+    steps: BufWriter<File>,
+    epochs: BufWriter<File>,
+    steps_header: bool,
+    epochs_header: bool,
+}
+
+impl CsvLog {
+    /// Logs in `dir` (created).
+    pub fn create(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        Ok(Self {
+            steps: create(&dir.join("steps.csv"))?,
+            epochs: create(&dir.join("epochs.csv"))?,
+            dir,
+            steps_header: false,
+            epochs_header: false,
+        })
+    }
+}
+
+fn csv_number(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        String::new()
+    }
+}
+
+impl Observer for CsvLog {
+    fn on_step(&mut self, names: &[String], r: &StepReport) -> Result<()> {
+        let path = self.dir.join("steps.csv");
+        let io = |e| Error::io(&path, e);
+        if !self.steps_header {
+            let mut cols = vec!["step".to_string(), "skipped".into(), "grad_norm".into()];
+            cols.extend(names.iter().map(|n| format!("loss_{n}")));
+            cols.extend(names.iter().map(|n| format!("weight_{n}")));
+            writeln!(self.steps, "{}", cols.join(",")).map_err(io)?;
+            self.steps_header = true;
+        }
+        let mut cols = vec![
+            r.step.to_string(),
+            r.skipped.to_string(),
+            r.grad_norm.map(csv_number).unwrap_or_default(),
+        ];
+        cols.extend(r.losses.iter().map(|l| csv_number(*l)));
+        match &r.weights {
+            Some(w) => cols.extend(w.iter().map(|x| csv_number(*x))),
+            None => cols.extend(names.iter().map(|_| String::new())),
+        }
+        writeln!(self.steps, "{}", cols.join(","))
+            .map_err(|e| Error::io(self.dir.join("steps.csv"), e))
+    }
+
+    fn on_epoch(&mut self, r: &EpochReport) -> Result<()> {
+        let path = self.dir.join("epochs.csv");
+        let metric_cols: Vec<(String, String, crate::metrics::Metric)> = r
+            .eval
+            .iter()
+            .flat_map(|e| e.tasks.iter())
+            .flat_map(|t| {
+                t.metrics
+                    .iter()
+                    .map(move |(m, _)| (format!("{}_{}", t.task, m.name()), t.task.clone(), *m))
+            })
+            .collect();
+        if !self.epochs_header {
+            let mut cols: Vec<String> = [
+                "epoch",
+                "seconds",
+                "samples_per_second",
+                "learning_rate",
+                "skipped_steps",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            cols.extend(r.task_names.iter().map(|n| format!("train_loss_{n}")));
+            cols.extend(metric_cols.iter().map(|(c, _, _)| c.clone()));
+            writeln!(self.epochs, "{}", cols.join(",")).map_err(|e| Error::io(&path, e))?;
+            self.epochs_header = true;
+        }
+        let mut cols = vec![
+            r.epoch.to_string(),
+            csv_number(r.seconds),
+            csv_number(r.samples_per_second()),
+            csv_number(r.learning_rate),
+            r.skipped_steps.to_string(),
+        ];
+        cols.extend(r.train_losses.iter().map(|l| csv_number(*l)));
+        for (_, task, metric) in &metric_cols {
+            let v = r
+                .eval
+                .as_ref()
+                .and_then(|e| e.task(task))
+                .and_then(|t| t.metric(*metric));
+            cols.push(v.map(csv_number).unwrap_or_default());
+        }
+        writeln!(self.epochs, "{}", cols.join(",")).map_err(|e| Error::io(&path, e))?;
+        self.epochs.flush().map_err(|e| Error::io(&path, e))?;
+        self.steps
+            .flush()
+            .map_err(|e| Error::io(self.dir.join("steps.csv"), e))
+    }
+}
