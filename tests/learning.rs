@@ -100,3 +100,63 @@ fn background_batch_preparation_changes_nothing_but_the_timing() {
     assert_eq!(inline, run(2));
     assert_eq!(inline, run(1));
 }
+
+#[test]
+fn learning_rate_schedules_and_early_stopping_act_on_fit() {
+    use candle_mtl::train::{EarlyStopping, LrSchedule};
+    let mnist = fixture();
+    let (train, test) = (cls_reg_dataset(&mnist.train), cls_reg_dataset(&mnist.test));
+    let config = TrainerConfig {
+        batch_size: 50,
+        lr_schedule: LrSchedule::Step {
+            every_epochs: 1,
+            gamma: 0.5,
+        },
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(mlp_model(0), Box::new(Equal::sum()), config).unwrap();
+    let fit = trainer
+        .fit(TaskData::Shared(&train), None, 3, &mut |_| Ok(()))
+        .unwrap();
+    let rates: Vec<f64> = fit.epochs.iter().map(|e| e.learning_rate).collect();
+    assert_eq!(rates, vec![1e-3, 5e-4, 2.5e-4]);
+
+    // An improvement threshold no epoch can meet: stop after `patience` epochs without one.
+    let config = TrainerConfig {
+        batch_size: 50,
+        early_stopping: Some(EarlyStopping {
+            task: "digit".into(),
+            metric: Metric::Accuracy,
+            patience: 2,
+            min_delta: 1.0,
+        }),
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(mlp_model(0), Box::new(Equal::sum()), config).unwrap();
+    let fit = trainer
+        .fit(
+            TaskData::Shared(&train),
+            Some(TaskData::Shared(&test)),
+            10,
+            &mut |_| Ok(()),
+        )
+        .unwrap();
+    assert!(fit.stopped_early);
+    assert_eq!(fit.epochs.len(), 3);
+    // Watching a metric without evaluation data is an error, not a silent no-op.
+    let config = TrainerConfig {
+        early_stopping: Some(EarlyStopping {
+            task: "digit".into(),
+            metric: Metric::Accuracy,
+            patience: 1,
+            min_delta: 0.0,
+        }),
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(mlp_model(0), Box::new(Equal::sum()), config).unwrap();
+    let msg = trainer
+        .fit(TaskData::Shared(&train), None, 1, &mut |_| Ok(()))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("digit/accuracy"), "{msg}");
+}

@@ -1,4 +1,4 @@
-use super::CheckpointPolicy;
+use super::{CheckpointPolicy, EarlyStopping, LrSchedule};
 use crate::error::{Error, Result};
 use crate::grad::GradientSource;
 use crate::optim::OptimizerConfig;
@@ -40,6 +40,8 @@ pub enum NonFinitePolicy {
 /// | `prefetch_depth` | 2 | batches prepared ahead on a background thread (0: none, prepare inline) |
 /// | `max_grad_norm` | `None` | clip the global gradient norm to this value |
 /// | `non_finite` | error | stop, or skip the step, on a NaN/infinite loss or gradient |
+/// | `lr_schedule` | constant | learning-rate schedule ([`LrSchedule`]) |
+/// | `early_stopping` | `None` | stop `fit` when a metric stops improving ([`EarlyStopping`]) |
 /// | `checkpoint` | `None` | where `fit` writes checkpoints after each epoch ([`CheckpointPolicy`]) |
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainerConfig {
@@ -65,6 +67,10 @@ pub struct TrainerConfig {
     pub max_grad_norm: Option<f64>,
     /// What to do on a non-finite loss or gradient.
     pub non_finite: NonFinitePolicy,
+    /// Learning-rate schedule.
+    pub lr_schedule: LrSchedule,
+    /// Early stopping of `fit`.
+    pub early_stopping: Option<EarlyStopping>,
     /// Checkpoints written by `fit` after each epoch.
     pub checkpoint: Option<CheckpointPolicy>,
 }
@@ -83,6 +89,8 @@ impl Default for TrainerConfig {
             prefetch_depth: 2,
             max_grad_norm: None,
             non_finite: NonFinitePolicy::Error,
+            lr_schedule: LrSchedule::Constant,
+            early_stopping: None,
             checkpoint: None,
         }
     }
@@ -97,6 +105,7 @@ impl TrainerConfig {
         if self.eval_batch_size == 0 {
             return Err(Error::config("eval_batch_size", 0, "must be at least 1"));
         }
+        self.lr_schedule.validate()?;
         if let Some(m) = self.max_grad_norm {
             if !(m.is_finite() && m > 0.0) {
                 return Err(Error::config("max_grad_norm", m, "must be finite and > 0"));

@@ -4,12 +4,14 @@ mod checkpoint;
 mod config;
 mod observer;
 mod report;
+mod schedule;
 mod trainer;
 
 pub use checkpoint::CheckpointPolicy;
 pub use config::{EpochLength, NonFinitePolicy, TrainerConfig};
 pub use observer::{CsvLog, JsonlLog, Observer};
 pub use report::{EpochReport, EvalReport, FitReport, StepReport, TaskEvaluation};
+pub use schedule::{EarlyStopping, LrSchedule};
 pub use trainer::Trainer;
 
 use crate::data::{Batch, TensorDataset};

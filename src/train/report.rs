@@ -114,6 +114,8 @@ impl EpochReport {
 pub struct FitReport {
     /// Per-epoch reports.
     pub epochs: Vec<EpochReport>,
+    /// True when early stopping ended the run before the requested epochs.
+    pub stopped_early: bool,
 }
 
 impl FitReport {

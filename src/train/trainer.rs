@@ -8,17 +8,19 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint;
-use super::Observer;
+use super::schedule::Plateau;
 use super::{
     EpochLength, EpochReport, EvalReport, FitReport, MultiTaskTrainer, NonFinitePolicy, StepBatch,
     StepReport, TaskData, TaskEvaluation, TrainerConfig,
 };
+use super::{LrSchedule, Observer};
 use crate::data::{prefetch, sequential_batches, shuffled_batches, Batch, TensorDataset};
 use crate::encoder::Representation;
 use crate::error::{Error, Result};
 use crate::grad::{
     flatten, unflatten_into, weighted_sum, GradientSource, GradientStats, TaskGradients,
 };
+use crate::metrics::Metric;
 use crate::metrics::MetricAccumulator;
 use crate::model::{representation_for, MultiTaskModel};
 use crate::optim::Optimizer;
@@ -52,6 +54,10 @@ pub struct Trainer {
     meta_validation: Option<TensorDataset>,
     meta_rng: ChaCha8Rng,
     observers: Vec<Box<dyn Observer>>,
+    /// Multiplier of the base learning rate from `ReduceOnPlateau`.
+    lr_scale: f64,
+    /// Fraction of the current epoch done (for per-step schedules).
+    epoch_progress: f64,
     step: u64,
     epoch: usize,
     rng: ChaCha8Rng,
@@ -163,6 +169,8 @@ impl Trainer {
             meta_validation,
             meta_rng,
             observers: Vec::new(),
+            lr_scale: 1.0,
+            epoch_progress: 0.0,
             step: 0,
             epoch: 0,
         })
@@ -214,6 +222,10 @@ impl Trainer {
         tensors.push((
             "trainer.counters".into(),
             Tensor::from_vec(vec![self.step as i64, self.epoch as i64], 2, &Device::Cpu)?,
+        ));
+        tensors.push((
+            "trainer.lr_scale".into(),
+            Tensor::from_vec(vec![self.lr_scale], 1, &Device::Cpu)?,
         ));
         tensors.push(("trainer.rng".into(), checkpoint::rng_to_tensor(&self.rng)?));
         tensors.push((
@@ -323,6 +335,14 @@ impl Trainer {
         self.epoch = counters.get(1).copied().unwrap_or(0).max(0) as usize;
         self.rng = rng;
         self.meta_rng = meta_rng;
+        if let Some(t) = tensors.get("trainer.lr_scale") {
+            self.lr_scale = t
+                .to_dtype(DType::F64)?
+                .to_vec1::<f64>()?
+                .first()
+                .copied()
+                .unwrap_or(1.0);
+        }
         Ok(())
     }
 
@@ -941,6 +961,12 @@ impl Trainer {
 
     fn step_inner(&mut self, batch: &StepBatch, second: Option<&StepBatch>) -> Result<StepReport> {
         self.check_batch_mode(batch)?;
+        let base = self.config.optimizer.lr() * self.lr_scale;
+        let lr = self
+            .config
+            .lr_schedule
+            .rate(base, self.step, self.epoch, self.epoch_progress);
+        self.optimizer.set_learning_rate(lr)?;
         self.last_gradient_stats = None;
         let samples = match batch {
             StepBatch::Shared(b) => b.len(),
@@ -1110,11 +1136,51 @@ impl MultiTaskTrainer for Trainer {
     ) -> Result<FitReport> {
         let mut fit = FitReport::default();
         let mut best: Option<f64> = None;
+        let mut plateau = Plateau::default();
+        let mut stopping = Plateau::default();
+        let watched = |report: &EpochReport, task: &str, metric: Metric| -> Result<f64> {
+            report
+                .eval
+                .as_ref()
+                .and_then(|e| e.task(task))
+                .and_then(|t| t.metric(metric))
+                .ok_or_else(|| {
+                    Error::config(
+                        "watched metric",
+                        format!("{task}/{metric}"),
+                        "needs evaluation data in fit and a task reporting that metric",
+                    )
+                })
+        };
         for _ in 0..epochs {
             let mut report = self.train_epoch(train)?;
             if let Some(eval) = eval {
                 report.eval = Some(self.evaluate(eval)?);
             }
+            if let LrSchedule::ReduceOnPlateau {
+                task,
+                metric,
+                factor,
+                patience,
+                min_lr,
+            } = self.config.lr_schedule.clone()
+            {
+                let value = watched(&report, &task, metric)?;
+                plateau.update(value, metric.higher_is_better(), 0.0);
+                if plateau.stale > patience {
+                    let base = self.config.optimizer.lr();
+                    self.lr_scale = (self.lr_scale * factor).max(min_lr / base);
+                    plateau.stale = 0;
+                }
+            }
+            let stop = match self.config.early_stopping.clone() {
+                Some(es) => {
+                    let value = watched(&report, &es.task, es.metric)?;
+                    stopping.update(value, es.metric.higher_is_better(), es.min_delta);
+                    stopping.stale >= es.patience
+                }
+                None => false,
+            };
             if let Some(policy) = self.config.checkpoint.clone() {
                 self.save_checkpoint(policy.epoch_path(report.epoch))?;
                 if report.epoch >= policy.keep_last {
@@ -1152,6 +1218,10 @@ impl MultiTaskTrainer for Trainer {
             }
             on_epoch(&report)?;
             fit.epochs.push(report);
+            if stop {
+                fit.stopped_early = true;
+                break;
+            }
         }
         Ok(fit)
     }
@@ -1287,6 +1357,8 @@ impl MultiTaskTrainer for Trainer {
                 ),
             })
         };
+        let total_groups = (plan.len() / group).max(1);
+        let mut done_groups = 0usize;
         let stats = prefetch(
             plan.len() / group,
             self.config.prefetch_depth,
@@ -1296,6 +1368,8 @@ impl MultiTaskTrainer for Trainer {
                     .into_iter()
                     .map(to_device)
                     .collect::<Result<Vec<_>>>()?;
+                self.epoch_progress = done_groups as f64 / total_groups as f64;
+                done_groups += 1;
                 let r = if batches.len() == 2 {
                     let second = batches
                         .pop()
