@@ -99,7 +99,7 @@ impl LrSchedule {
                 then.validate()
             }
             LrSchedule::ReduceOnPlateau { factor, min_lr, .. } => {
-                if !(*factor > 0.0 && *factor < 1.0) || !(min_lr.is_finite() && *min_lr >= 0.0) {
+                if !(*factor > 0.0 && *factor < 1.0 && min_lr.is_finite() && *min_lr >= 0.0) {
                     return Err(Error::config(
                         "LrSchedule::ReduceOnPlateau",
                         format!("factor {factor}, min_lr {min_lr}"),
