@@ -18,6 +18,7 @@ use candle_mtl::data::StandardDataset;
 use candle_mtl::data::{load_mnist, ImageDataset};
 use candle_mtl::device::describe;
 use candle_mtl::prelude::*;
+use candle_mtl::train::{CsvLog, JsonlLog};
 use common::{json_number, json_string, locate_dataset, peak_memory_mib, Args};
 
 const USAGE: &str = "mnist_cls_reg: MNIST digit class + digit value from one shared CNN
@@ -38,7 +39,9 @@ USAGE: cargo run --release --example mnist_cls_reg -- [FLAGS]
   --seed N              seed of the initial weights and the data order (default 0)
   --train-limit N       use only the first N training digits
   --cpu                 train on the CPU even when a GPU is available
-  --summary-json PATH   write the final per-task metrics as JSON";
+  --summary-json PATH   write the final per-task metrics as JSON
+  --log-dir DIR         write run.jsonl and steps.csv / epochs.csv there (plot them with
+                        cargo run --release --example report -- DIR)";
 
 fn dataset(images: &ImageDataset) -> Result<TensorDataset> {
     TensorDataset::from_images(images, Normalize::mnist())?
@@ -116,6 +119,15 @@ fn run(args: &Args) -> Result<()> {
         Trainer::new(model, weighting, config)?
     };
 
+    // A bar with the live losses on a terminal (feature `progress`, on for the examples).
+    trainer.add_observer(Box::new(candle_mtl::train::Progress::new()));
+    if let Some(dir) = args.get("log-dir") {
+        trainer.add_observer(Box::new(JsonlLog::create(
+            std::path::Path::new(dir).join("run.jsonl"),
+        )?));
+        trainer.add_observer(Box::new(CsvLog::create(dir)?));
+        println!("logging to {dir}/run.jsonl, steps.csv, epochs.csv");
+    }
     let start = Instant::now();
     let fit = trainer.fit(TaskData::Shared(&train), Some(TaskData::Shared(&test)), epochs, &mut |r| {
         let eval = r.eval.as_ref();
@@ -194,6 +206,7 @@ fn main() {
             "seed",
             "train-limit",
             "summary-json",
+            "log-dir",
         ])?;
         Ok(a)
     }) {

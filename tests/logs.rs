@@ -89,3 +89,20 @@ fn jsonl_and_csv_logs_record_every_step_and_epoch() {
     );
     assert_eq!(epochs_csv.lines().count(), 3);
 }
+
+#[test]
+fn progress_observer_runs_without_a_terminal() {
+    let mnist = fixture();
+    let train = cls_reg_dataset(&mnist.train);
+    let mut trainer = Trainer::new(
+        mlp_model(0),
+        Box::new(Equal::sum()),
+        TrainerConfig::default(),
+    )
+    .unwrap();
+    trainer.add_observer(Box::new(candle_mtl::train::Progress::new()));
+    let fit = trainer
+        .fit(TaskData::Shared(&train), None, 1, &mut |_| Ok(()))
+        .unwrap();
+    assert_eq!(fit.epochs.len(), 1);
+}

@@ -3,6 +3,8 @@
 mod checkpoint;
 mod config;
 mod observer;
+#[cfg(feature = "progress")]
+mod progress;
 mod report;
 mod schedule;
 mod trainer;
@@ -10,6 +12,8 @@ mod trainer;
 pub use checkpoint::CheckpointPolicy;
 pub use config::{EpochLength, NonFinitePolicy, TrainerConfig};
 pub use observer::{CsvLog, JsonlLog, Observer};
+#[cfg(feature = "progress")]
+pub use progress::Progress;
 pub use report::{EpochReport, EvalReport, FitReport, StepReport, TaskEvaluation};
 pub use schedule::{EarlyStopping, LrSchedule};
 pub use trainer::Trainer;

@@ -12,6 +12,12 @@ use crate::error::{Error, Result};
 /// [`fit`](super::MultiTaskTrainer::fit) (with its evaluation). Add one with
 /// [`Trainer::add_observer`](super::Trainer::add_observer).
 pub trait Observer: Send {
+    /// Before each training epoch, with the number of steps it will take.
+    fn on_epoch_start(&mut self, epoch: usize, steps: usize) -> Result<()> {
+        let _ = (epoch, steps);
+        Ok(())
+    }
+
     /// After each training step (skipped steps included).
     fn on_step(&mut self, task_names: &[String], report: &StepReport) -> Result<()> {
         let _ = (task_names, report);

@@ -1359,6 +1359,9 @@ impl MultiTaskTrainer for Trainer {
         };
         let total_groups = (plan.len() / group).max(1);
         let mut done_groups = 0usize;
+        for o in &mut self.observers {
+            o.on_epoch_start(self.epoch, plan.len() / group)?;
+        }
         let stats = prefetch(
             plan.len() / group,
             self.config.prefetch_depth,
