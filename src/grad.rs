@@ -7,6 +7,7 @@ use candle_core::{DType, Tensor, Var};
 use crate::error::{Error, Result};
 
 /// Where per-task gradients are taken.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GradientSource {
     /// Gradients of each task loss with respect to the shared (encoder) parameters: one
@@ -105,6 +106,7 @@ impl TaskGradients {
 
 /// How the task gradients of a step relate: norms, pairwise cosine similarities, and the
 /// number of conflicting pairs (negative cosine), for monitoring.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct GradientStats {
     /// `||g_k||` per task.

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metric;
 
 /// The training loss of a task. Every loss is the mean over the batch.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Loss {
     /// Softmax cross-entropy on logits `(N, C)` against class indices `(N,)` (u32).
@@ -77,6 +78,7 @@ pub(crate) fn match_regression_shape(task: &str, pred: &Tensor, target: &Tensor)
 }
 
 /// What a task is trained on and evaluated with; its head is given separately.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskSpec {
     /// Unique task name; also the parameter path `heads.<name>` and the dataset target name.

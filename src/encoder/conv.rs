@@ -15,6 +15,7 @@ use crate::params::ParamPath;
 /// | `kernels` | `[]` (3 for every stage) | kernel size of each stage (odd sizes keep the image size with `same_padding`) |
 /// | `same_padding` | true | pad by `kernel / 2` (true) or not at all (false, "valid" convolutions as in LeNet) |
 /// | `hidden` | 128 | size of the final linear layer (+ ReLU): the representation size |
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConvNetConfig {
     /// Input channels.

@@ -12,6 +12,7 @@ use crate::params::ParamPath;
 /// | `input_dim` | 784 | features per sample (inputs of more dimensions are flattened) |
 /// | `hidden` | `[256, 128]` | width of each layer; the last one is the output size |
 /// | `activation` | ReLU | applied after every layer, the last included |
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct MlpConfig {
     /// Number of input features.

@@ -3,6 +3,7 @@ use candle_core::Tensor;
 use crate::error::Result;
 
 /// Element-wise non-linearity applied between layers.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Activation {
     /// `max(x, 0)`.

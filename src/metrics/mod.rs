@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::task::{check_class_shapes, match_regression_shape};
 
 /// A metric reported by evaluation.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Metric {
     /// Fraction of samples whose arg-max prediction is the target class.
@@ -75,6 +76,7 @@ pub fn delta_m(entries: &[(Metric, f64, f64)]) -> Option<f64> {
 }
 
 /// Running sums from which every [`Metric`] is computed at the end of an evaluation.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricAccumulator {
     samples: usize,

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 /// | `beta2` | 0.999 | [0, 1) |
 /// | `eps` | 1e-8 | > 0 |
 /// | `weight_decay` | 0 | >= 0 |
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdamConfig {
     /// Learning rate.

@@ -17,6 +17,7 @@ use candle_core::{Tensor, Var};
 use crate::error::{Error, Result};
 
 /// Which optimiser to train with, chosen at run time.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub enum OptimizerConfig {
     /// Adam (Kingma & Ba, 2015); `weight_decay` is an L2 penalty added to the gradient, as

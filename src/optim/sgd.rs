@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 /// | `momentum` | 0 | [0, 1) |
 /// | `weight_decay` | 0 | >= 0 (L2 added to the gradient) |
 /// | `nesterov` | false | needs momentum > 0 |
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct SgdConfig {
     /// Learning rate.

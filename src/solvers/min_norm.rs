@@ -26,6 +26,7 @@ fn check_square(name: &str, m: &[Vec<f64>], k: usize) -> Result<(), String> {
 /// increments its counter, so it iterates until the stopping rule fires; the default cap here is
 /// therefore 1,000,000 (a guard against non-termination). Set `max_iter = 250` to get the capped
 /// behaviour of later LibMTL versions and of the original MGDA-UB code.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FrankWolfeSettings {
     /// Largest number of iterations (default 1,000,000; see above).
@@ -116,6 +117,7 @@ fn quad(a: &[f64], m: &[Vec<f64>], b: &[f64]) -> f64 {
 }
 
 /// Result of [`frank_wolfe_min_norm_detailed`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrankWolfeResult {
     /// Weights on the simplex.

@@ -22,6 +22,7 @@ pub(crate) const FORMAT: &str = "candle-mtl-checkpoint-1";
 /// | `dir` | — | folder for `epoch-NNNN.safetensors` and `best.safetensors` |
 /// | `keep_last` | 3 | epoch checkpoints kept; older ones are deleted after a new one is written |
 /// | `best` | `None` | `(task, metric)`: also keep `best.safetensors`, the epoch with the best value |
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckpointPolicy {
     /// Folder of the checkpoints (created if missing).

@@ -5,6 +5,7 @@ use crate::optim::OptimizerConfig;
 use crate::weighting::InputMode;
 
 /// How a multi-input epoch ends when the tasks' datasets differ in size.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EpochLength {
     /// Run until the largest dataset is used up; smaller ones restart (reshuffled).
@@ -15,6 +16,7 @@ pub enum EpochLength {
 }
 
 /// What the trainer does when a task's loss or gradient is NaN or infinite.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NonFinitePolicy {
     /// Stop with an error naming the task and the step; nothing is updated.
@@ -43,6 +45,7 @@ pub enum NonFinitePolicy {
 /// | `lr_schedule` | constant | learning-rate schedule ([`LrSchedule`]) |
 /// | `early_stopping` | `None` | stop `fit` when a metric stops improving ([`EarlyStopping`]) |
 /// | `checkpoint` | `None` | where `fit` writes checkpoints after each epoch ([`CheckpointPolicy`]) |
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainerConfig {
     /// Optimiser.

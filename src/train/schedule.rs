@@ -12,6 +12,7 @@ use crate::metrics::Metric;
 /// | `Cosine { total_epochs, min_lr }` | `min_lr + (lr0 - min_lr) (1 + cos(pi e / total_epochs)) / 2`, `e` the fractional epoch |
 /// | `Warmup { steps, then }` | `lr0 * (step + 1) / steps` for the first `steps` steps, then `then` |
 /// | `ReduceOnPlateau { task, metric, factor, patience, min_lr }` | multiplied by `factor` (not below `min_lr`) when the evaluation metric has not improved for `patience` epochs of `fit` |
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum LrSchedule {
     /// The base rate throughout.
@@ -141,6 +142,7 @@ impl LrSchedule {
 
 /// Stop `fit` once a task's evaluation metric has gone `patience` epochs without improving on
 /// its best by more than `min_delta` (needs evaluation data).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct EarlyStopping {
     /// Task whose metric is watched.

@@ -40,6 +40,7 @@ use candle_core::{Tensor, Var};
 use crate::error::{Error, Result};
 
 /// How the trainer feeds batches to the tasks.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InputMode {
     /// One batch feeds every head (for example MNIST digit class and value).
@@ -50,6 +51,7 @@ pub enum InputMode {
 }
 
 /// What a strategy needs from the trainer.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Needs {
     /// Gradient sources the strategy can work with, preferred first; empty for strategies that
@@ -99,6 +101,7 @@ impl Needs {
 }
 
 /// The setup a strategy is checked against when a trainer is built.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WeightingSetup {
     /// Task names, in model order.

@@ -39,6 +39,7 @@ pub(crate) fn direction(values: Vec<f64>, like: &TaskGradients) -> Result<Decisi
 }
 
 /// A seeded generator for randomised strategies; reseeded by [`TaskWeighting::seed`](super::TaskWeighting::seed).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct StrategyRng(ChaCha8Rng);
 

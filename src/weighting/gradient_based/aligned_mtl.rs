@@ -4,6 +4,7 @@ use super::common::{check_gramian, pref_or_uniform, GramianWeighting};
 use crate::solvers::sym_eigen;
 
 /// How [`AlignedMtl`] picks the scale of the balanced gradients.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ScaleMode {
     /// Smallest retained eigenvalue of the Gramian (the paper's choice; torchjd default).
@@ -33,6 +34,7 @@ pub enum ScaleMode {
 ///
 /// Needs: the Gramian only. Solver: Jacobi eigendecomposition ([`crate::solvers::sym_eigen`]).
 /// Cost per step: O(K^2 d) for the Gramian + O(K^3) per Jacobi sweep.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AlignedMtl {
     /// Preference vector; `None` means uniform `1/K`.

@@ -29,6 +29,7 @@ use crate::solvers::min_norm_hull;
 ///
 /// Needs: the Gramian only. Cost per step: O(K^2 d) for the Gramian + about 20-60 exact
 /// min-norm solves of O(K^3)-O(K^4) each.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaGrad {
     /// Radius of the ball constraint, relative to the norm of the mean gradient.

@@ -4,6 +4,7 @@ use super::rows::{check_rows, gramian, mat_vec, Aggregate, Aggregator};
 use crate::solvers::min_norm::project_to_simplex;
 
 /// How CAGrad rescales its update (LibMTL's `rescale`).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CaGradRescale {
     /// `rescale = 0`: no rescaling.
@@ -16,6 +17,7 @@ pub enum CaGradRescale {
 }
 
 /// Everything one CAGrad step produces.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaGradOutput {
     /// Inner-problem weights `w` on the simplex (what LibMTL's `backward` returns).
@@ -49,6 +51,7 @@ pub struct CaGradOutput {
 ///
 /// Needs: full per-task gradients (only through their Gramian). Cost per step: `O(K^2 d)` for the
 /// Gramian plus `O(K^2)` per inner iteration.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CaGradLibMtl {
     /// Radius parameter `c` of the paper (LibMTL `calpha`).

@@ -7,6 +7,7 @@ pub use crate::solvers::matrix::*;
 ///
 /// `Weights(w)`: the update is `sum_k w[k] * g[k]` (length K).
 /// `Direction(v)`: the update itself (length d), for methods that cannot be written as weights.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Aggregate {
     /// Per-task weights `w`; the update is `sum_k w[k] * g[k]`.

@@ -57,6 +57,7 @@ fn jacobi_svd(mut cols: Vec<Vec<f64>>) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
 ///
 /// No hyper-parameters. Needs: full per-task gradients. Cost per step: `O(K^2 d)` per Jacobi
 /// sweep (a few sweeps).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ConFig;
 

@@ -18,6 +18,7 @@ use super::upgrad::UPGrad;
 /// | `initial_weights` | `None` | K finite reals | `lambda_0`; `None` uses the first `lambda_hat` |
 ///
 /// Needs: whatever the inner method needs (the Gramian). Cost per step: the inner method's + O(K).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct CrMogm<W: GramianWeighting = UPGrad> {
     /// Smoothing coefficient in `[0, 1]`.

@@ -23,6 +23,7 @@ use crate::solvers::dual_cone_weights;
 ///
 /// Needs: the Gramian only. Solver: one exact non-negative QP ([`crate::solvers::nonneg_qp`]).
 /// Cost per step: O(K^2 d) for the Gramian + O(K^4) worst case for the QP.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct DualProj {
     /// Preference vector combining the gradients before projection; `None` means `1/K`.

@@ -22,6 +22,7 @@ use super::rows::{check_rows, softmax, Aggregate, Aggregator};
 /// `warmup_excess_sum`, `n_steps`; it is re-initialised when `K` or `d` changes.
 ///
 /// Needs: full per-task gradients. Cost per step: `O(K d)` time and `O(K d)` memory.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExcessMtl {
     /// Step size of the exponentiated update.

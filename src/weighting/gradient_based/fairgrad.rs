@@ -22,6 +22,7 @@ use crate::solvers::solve_power_balance;
 ///
 /// Needs: the Gramian only (raw, not normalised). Cost per step: O(K^2 d) for the Gramian +
 /// O(K^3) per Newton step (typically 5-30 steps).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct FairGrad {
     /// Fairness parameter alpha.

@@ -20,11 +20,13 @@ use crate::weighting::StrategyRng;
 /// | `rng` | seed 0 (re-seeded by the trainer) | any | uniform draws when none are injected |
 ///
 /// Needs: full per-task gradients (coordinate-wise). Cost per step: `O(K d)`.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct GradDrop {
     /// Per-task leak (None means no leak).
     pub leak: Option<Vec<f64>>,
     /// Generator used by [`Aggregator::aggregate`].
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub rng: StrategyRng,
 }
 

@@ -3,6 +3,7 @@
 use super::rows::{check_positive, check_rows, check_vec, norm, softmax, Aggregate, Aggregator};
 
 /// Everything one GradNorm step produces.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct GradNormOutput {
     /// Loss weights `w = K softmax(s)` (what LibMTL returns; also the gradient coefficients).
@@ -34,6 +35,7 @@ pub struct GradNormOutput {
 /// | `initial_losses` | empty | > 0, length `K` | `L0`, losses at the first epoch (state; required) |
 ///
 /// Needs: full per-task gradients (their norms) and the losses. Cost per step: `O(K d)`.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct GradNorm {
     /// Restoring-force exponent.
@@ -43,6 +45,7 @@ pub struct GradNorm {
     /// Reference losses `L0` (LibMTL's `train_loss_buffer[:, 0]`).
     pub initial_losses: Vec<f64>,
     /// The trainer-held copy of `loss_scale` (a candle variable), once prepared.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub(crate) learned: crate::weighting::support::LearnedParameters,
     /// Gradient of the strategy's own objective with respect to `loss_scale`, from the last step.
     pub(crate) pending_gradient: Vec<f64>,

@@ -34,6 +34,7 @@ use crate::weighting::StrategyRng;
 ///
 /// Needs: full per-task gradients (only through their Gramian). Stateful (`phi_hat`); if its size
 /// does not match `K` it is reset to zeros. Cost per step: `O(K^2 d)` Gramian plus `O(K^3)`.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct GradVac {
     /// EMA rate of the targets.
@@ -45,6 +46,7 @@ pub struct GradVac {
     /// EMA targets `phi_hat[i][j]` (state; empty means zeros).
     pub phi_hat: Vec<Vec<f64>>,
     /// Generator for the task orders when [`Aggregator::aggregate`] is used.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub rng: StrategyRng,
 }
 

@@ -3,6 +3,7 @@
 use super::rows::{check_rows, check_vec, dot, norm, solve_linear, Aggregate, Aggregator};
 
 /// Everything one IMTL step produces.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImtlOutput {
     /// IMTL-G weights `alpha` on the scaled gradients `h_k = exp(s_k) g_k` (what LibMTL returns).
@@ -34,11 +35,13 @@ pub struct ImtlOutput {
 /// Needs: full per-task gradients and the losses (the losses only for `grad_loss_scale`).
 /// Cost per step: `O(K^2 d + K^3)`. Optimise `loss_scale` with your optimiser using
 /// `grad_loss_scale`.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Imtl {
     /// Learnable log-scales `s` (empty means all zeros).
     pub loss_scale: Vec<f64>,
     /// The trainer-held copy of `loss_scale` (a candle variable), once prepared.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub(crate) learned: crate::weighting::support::LearnedParameters,
     /// Gradient of the strategy's own objective with respect to `loss_scale`, from the last step.
     pub(crate) pending_gradient: Vec<f64>,

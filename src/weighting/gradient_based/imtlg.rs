@@ -19,6 +19,7 @@ use crate::solvers::pinv_sym;
 ///
 /// Needs: the Gramian only. Solver: Jacobi eigendecomposition ([`crate::solvers::pinv_sym`]).
 /// Cost per step: O(K^2 d) for the Gramian + O(K^3) per Jacobi sweep.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Imtlg;
 

@@ -20,6 +20,7 @@ use super::rows::{check_rows, gramian, Aggregate, Aggregator};
 /// | `n_selected` | 1 | `1 ..= K` | number `m` of rows averaged |
 ///
 /// Needs: full per-task gradients (only through their Gramian). Cost per step: `O(K^2 d + K^2 log K)`.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Krum {
     /// Number of possibly adversarial rows.

@@ -4,6 +4,7 @@ use super::common::{check_gramian, GramianWeighting};
 use crate::solvers::{frank_wolfe_min_norm, min_norm_hull};
 
 /// Which solver [`Mgda`] uses.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MgdaSolver {
     /// torchjd's early-stopped Frank-Wolfe iteration (reproduces the reference bit for bit up to
@@ -34,6 +35,7 @@ pub enum MgdaSolver {
 ///
 /// Needs: the Gramian only. Cost per step: O(K^2 d) for the Gramian + O(K^2 max_iters)
 /// (Frank-Wolfe) or O(K^4) worst case (exact).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mgda {
     /// Frank-Wolfe stopping threshold on the step size gamma.

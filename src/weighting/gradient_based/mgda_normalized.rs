@@ -4,6 +4,7 @@ use super::rows::{check_positive, check_rows, gramian, norm, Aggregate, Aggregat
 use crate::solvers::min_norm::{frank_wolfe_min_norm_detailed, FrankWolfeSettings};
 
 /// How MGDA normalises each task gradient before the min-norm solve (LibMTL's `mgda_gn`).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MgdaNormalization {
     /// `gn_k = 1` (`'none'`, LibMTL's default).
@@ -18,6 +19,7 @@ pub enum MgdaNormalization {
 }
 
 /// Everything one MGDA step produces.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct MgdaOutput {
     /// The min-norm weights on the *normalised* gradients (what LibMTL's `backward` returns).
@@ -53,6 +55,7 @@ pub struct MgdaOutput {
 ///
 /// Needs: full per-task gradients (only through their Gramian) and, for `Loss`/`LossPlus`, the
 /// losses (must be > 0). Cost per step: `O(K^2 d)` for the Gramian plus `O(K^2)` per iteration.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct MgdaNormalized {
     /// Gradient normalisation (LibMTL `mgda_gn`).

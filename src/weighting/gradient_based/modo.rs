@@ -21,6 +21,7 @@ use crate::solvers::project_simplex;
 /// Needs: the K x K cross matrix `A = J_1 J_2^T` of two independent batches (not a Gramian;
 /// not symmetric in general), i.e. full gradients of two batches or their cross products.
 /// Cost per step: O(K^2 d) for `A` + O(K^2) for the update + O(K log K) for the projection.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct MoDo {
     /// Step size of the weight update.

@@ -29,6 +29,7 @@ use crate::solvers::solve_power_balance;
 ///
 /// Needs: the Gramian only. Cost per step: O(K^2 d) for the Gramian + O(K^3) per Newton step
 /// (typically 5-30 steps).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct NashMtl {
     /// Maximum norm of the aggregated update; 0 disables the clipping.

@@ -28,6 +28,7 @@ use super::rows::{check_rows, check_square, gramian, solve_linear, Aggregate, Ag
 ///
 /// Needs: full per-task gradients (only through their Gramian). Cost per step: `O(K^2 d)` for
 /// the Gramian plus `O(K^4)` for the active-set solve.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pcd {
     /// Shared progress fraction.

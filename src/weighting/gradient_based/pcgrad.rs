@@ -27,6 +27,7 @@ use crate::weighting::StrategyRng;
 ///
 /// Needs: full per-task gradients (only through their Gramian). Cost per step: `O(K^2 d)` for the
 /// Gramian plus `O(K^3)`.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PcGrad {
     /// Also visit task `i` when projecting row `i` (LibMTL behaviour).
@@ -34,6 +35,7 @@ pub struct PcGrad {
     /// Added to the squared norm of `g_j` in the projection denominator.
     pub eps: f64,
     /// Generator for the task orders when [`Aggregator::aggregate`] is used.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub rng: StrategyRng,
 }
 

@@ -28,6 +28,7 @@ use crate::solvers::project_simplex;
 /// Needs: the K x K cross matrix `A = J_1 J_2^T` of two independent batches (full gradients of
 /// two batches or their cross products); the weights are applied to a third batch.
 /// Cost per step: O(K^2 d) for `A` + O(n_iter K^2).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct SdmGrad {
     /// Learning rate of the inner SGD.

@@ -13,6 +13,7 @@ use super::rows::{check_rows, Aggregate, Aggregator};
 /// | `trim_number` | 1 | `K >= 2 t + 1` | values `t` removed at each end of every coordinate |
 ///
 /// Needs: full per-task gradients (coordinate-wise). Cost per step: `O(d K log K)`.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrimmedMean {
     /// Number of values removed at each end.

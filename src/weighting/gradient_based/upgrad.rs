@@ -27,6 +27,7 @@ use crate::solvers::dual_cone_weights;
 /// Needs: the Gramian only. Solver: K exact non-negative QPs ([`crate::solvers::nonneg_qp`],
 /// primal active set). Cost per step: O(K^2 d) for the Gramian + O(K * K^4) worst case for the K
 /// QPs (microseconds for K = 10).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct UPGrad {
     /// Preference vector combining the projected gradients; `None` means uniform `1/K`.

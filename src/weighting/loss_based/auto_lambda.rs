@@ -31,6 +31,7 @@ use crate::weighting::{Decision, Needs, StepInput, TaskWeighting, WeightingSetup
 ///
 /// Needs: losses, a validation set (`Trainer::with_meta_validation`). Cost per step: one extra
 /// backward pass and three extra forward passes.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct AutoLambda {
     /// Starting weight of every task.

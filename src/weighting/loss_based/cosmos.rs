@@ -22,6 +22,7 @@ use crate::weighting::{Decision, StepInput, TaskWeighting, WeightingSetup};
 /// | `weights` | empty: uniform `1/K` when a trainer is built | finite, not all zero, length K | preference vector `r` |
 ///
 /// Needs: the current losses (not all zero) and a preference vector. Cost: O(K) time and memory.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cosmos {
     /// Cosine-similarity penalty coefficient `λ` (≥ 0).

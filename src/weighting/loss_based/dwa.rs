@@ -22,6 +22,7 @@ use crate::weighting::{Decision, StepInput, TaskWeighting};
 /// Needs: the current losses and a loss history (the average loss of each of the two previous
 /// epochs). Feed each batch's losses with [`Dwa::record`] and close an epoch with [`Dwa::step`], or
 /// set the two averages directly with [`Dwa::set_history`]. Cost: O(K) time, O(K) memory.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dwa {
     /// Softmax temperature `T` (> 0).

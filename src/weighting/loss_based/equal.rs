@@ -6,6 +6,7 @@ use crate::weighting::{Decision, StepInput, TaskWeighting};
 /// `Equal::sum()` trains on `L = sum_k L_k` (`w_k = 1`, LibMTL's "EW" and the plain sum of
 /// losses in most PyTorch code); `Equal::mean()` on `L = (1/K) sum_k L_k` (`w_k = 1/K`).
 /// The default is the sum.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Equal {
     mean: bool,

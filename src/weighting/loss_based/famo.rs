@@ -37,6 +37,7 @@ pub const FAMO_EPSILON: f64 = 1e-8;
 /// Needs: the current losses, and for [`Famo::update`] the same batch's losses recomputed after
 /// the optimiser step. Cost: O(K) time and memory per call, plus one extra forward pass of the
 /// model per step to obtain the losses after the step.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Famo {
     /// Task-weighting logits `w` (the task weights are `softmax(w)`).

@@ -5,6 +5,7 @@ use crate::weighting::{Decision, StepInput, TaskWeighting, WeightingSetup};
 ///
 /// The number of weights must equal the number of tasks, and every weight must be finite and
 /// non-negative; both are checked when the trainer is built.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fixed {
     weights: Vec<f64>,

@@ -23,6 +23,7 @@ use crate::weighting::{Decision, StepInput, TaskWeighting};
 ///
 /// Unlike the torchjd reference, which accepts a zero loss (value `0`, undefined weights), a zero
 /// loss is rejected here because the weights `S/(K L_k)` are undefined there.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GeometricMean;
 

@@ -25,10 +25,12 @@ use crate::weighting::{Decision, StepInput, TaskWeighting, WeightingSetup};
 ///
 /// Needs: the current losses (designed for positive losses). Cost: O(K) time and memory, K extra
 /// learnable parameters.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImtlL {
     /// Learnable log-scales `s_k`, one per task (their initial values before training).
     pub log_scale: Vec<f64>,
+    #[cfg_attr(feature = "serde", serde(skip))]
     learned: LearnedParameters,
 }
 

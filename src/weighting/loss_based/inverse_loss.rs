@@ -2,6 +2,7 @@ use crate::error::{Error, Result};
 use crate::weighting::{Decision, StepInput, TaskWeighting};
 
 /// How [`InverseLoss`] scales its raw weights `r_k = 1/(L_k + eps)`.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InverseLossNormalization {
     /// `w_k = K r_k / sum_j r_j`: weights average 1, so equal losses give the plain sum.
@@ -20,6 +21,7 @@ pub enum InverseLossNormalization {
 /// default, normalised to average 1 ([`InverseLossNormalization::MeanOne`]):
 /// `w_k = K (1/(L_k+eps)) / sum_j 1/(L_j+eps)`. With an optimiser such as Adam the overall scale
 /// barely matters; the ratios between tasks do. `eps` (default `1e-8`) keeps a zero loss finite.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InverseLoss {
     eps: f64,

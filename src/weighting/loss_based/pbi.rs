@@ -26,6 +26,7 @@ pub const PBI_EPSILON: f64 = 1e-12;
 ///
 /// Needs: the current losses, a preference vector and optionally an ideal point.
 /// Cost: O(K) time and memory.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pbi {
     /// Penalty coefficient `θ` (≥ 0).

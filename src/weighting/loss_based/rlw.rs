@@ -21,10 +21,12 @@ use crate::weighting::{Decision, StepInput, StrategyRng, TaskWeighting};
 /// | `normal_draw` | `None` (drawn each step by the trainer) | finite, length K | the standard-normal draw `ε` for this step |
 ///
 /// Needs: the current losses and K standard-normal numbers per step. Cost: O(K) time and memory.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rlw {
     /// The standard-normal draw used by [`Rlw::scalarize`].
     pub normal_draw: Option<Vec<f64>>,
+    #[cfg_attr(feature = "serde", serde(skip))]
     rng: StrategyRng,
 }
 

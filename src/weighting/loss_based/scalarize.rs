@@ -5,6 +5,7 @@
 use crate::error::{Error, Result as CrateResult};
 
 /// The output of a scalariser: the scalar loss and its derivative with respect to each task loss.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scalarized {
     /// The scalarised loss `S(L)`.
@@ -98,6 +99,7 @@ pub fn norm(a: &[f64]) -> f64 {
 /// `torch.optim.Adam` (non-AMSGrad, non-decoupled): with `g ← g + λ θ`,
 /// `m ← β1 m + (1-β1) g`, `v ← β2 v + (1-β2) g²`,
 /// `θ ← θ - (lr / (1-β1^t)) · m / (√v / √(1-β2^t) + ε)`.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Adam {
     /// Learning rate (step size), ≥ 0.

@@ -27,6 +27,7 @@ use crate::weighting::{Decision, StepInput, TaskWeighting};
 ///
 /// Needs: the current losses, optionally a preference and an ideal point. Cost: O(K) time and
 /// memory.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stch {
     /// Smoothing parameter `μ` (> 0).

@@ -25,10 +25,12 @@ use crate::weighting::{Decision, StepInput, TaskWeighting, WeightingSetup};
 /// [`Uncertainty::default`] has an empty `log_var`, sized to the tasks (zeros) when a trainer is built.
 ///
 /// Needs: the current losses. Cost: O(K) time and memory, K extra learnable parameters.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Uncertainty {
     /// Learnable log-variances `s_k`, one per task (their initial values before training).
     pub log_var: Vec<f64>,
+    #[cfg_attr(feature = "serde", serde(skip))]
     learned: LearnedParameters,
 }
 
