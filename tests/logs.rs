@@ -39,7 +39,15 @@ fn jsonl_and_csv_logs_record_every_step_and_epoch() {
         config,
     )
     .unwrap();
-    trainer.add_observer(Box::new(JsonlLog::create(dir.join("run.jsonl")).unwrap()));
+    let baselines = vec![
+        ("digit".to_string(), Metric::Accuracy, 0.5),
+        ("value".to_string(), Metric::Mae, 2.0),
+    ];
+    trainer.add_observer(Box::new(
+        JsonlLog::create(dir.join("run.jsonl"))
+            .unwrap()
+            .with_baselines(baselines),
+    ));
     trainer.add_observer(Box::new(CsvLog::create(dir.join("csv")).unwrap()));
     let counts = Arc::new(Mutex::new((0, 0)));
     trainer.add_observer(Box::new(Counter(counts.clone())));
@@ -71,6 +79,9 @@ fn jsonl_and_csv_logs_record_every_step_and_epoch() {
     let acc = epochs[1]["eval"]["digit"]["accuracy"].as_f64().unwrap();
     assert!(acc > 0.1 && acc <= 1.0);
     assert_eq!(epochs[1]["learning_rate"].as_f64(), Some(1e-3));
+    let mae = epochs[1]["eval"]["value"]["mae"].as_f64().unwrap();
+    let expected = ((acc - 0.5) / 0.5 - (mae - 2.0) / 2.0) / 2.0;
+    assert!((epochs[1]["delta_m"].as_f64().unwrap() - expected).abs() < 1e-9);
 
     let steps_csv = std::fs::read_to_string(dir.join("csv/steps.csv")).unwrap();
     let mut rows = steps_csv.lines();
@@ -105,4 +116,45 @@ fn progress_observer_runs_without_a_terminal() {
         .fit(TaskData::Shared(&train), None, 1, &mut |_| Ok(()))
         .unwrap();
     assert_eq!(fit.epochs.len(), 1);
+}
+
+#[test]
+fn evaluation_every_n_steps_is_reported_and_logged() {
+    let mnist = fixture();
+    let (train, test) = (cls_reg_dataset(&mnist.train), cls_reg_dataset(&mnist.test));
+    let dir = temp_dir("eval-every");
+    let config = TrainerConfig {
+        batch_size: 50,
+        eval_every_steps: Some(5),
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(mlp_model(0), Box::new(Equal::sum()), config).unwrap();
+    trainer.add_observer(Box::new(JsonlLog::create(dir.join("run.jsonl")).unwrap()));
+    let fit = trainer
+        .fit(
+            TaskData::Shared(&train),
+            Some(TaskData::Shared(&test)),
+            2,
+            &mut |_| Ok(()),
+        )
+        .unwrap();
+    let steps: Vec<u64> = fit
+        .epochs
+        .iter()
+        .flat_map(|e| e.step_evals.iter().map(|(s, _)| *s))
+        .collect();
+    assert_eq!(steps, vec![5, 10, 15, 20, 25, 30]);
+    let text = std::fs::read_to_string(dir.join("run.jsonl")).unwrap();
+    let evals: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "eval")
+        .collect();
+    assert_eq!(evals.len(), 6);
+    assert!(evals[0]["eval"]["digit"]["accuracy"].as_f64().is_some());
+    let bad = TrainerConfig {
+        eval_every_steps: Some(0),
+        ..Default::default()
+    };
+    assert!(Trainer::new(mlp_model(0), Box::new(Equal::sum()), bad).is_err());
 }

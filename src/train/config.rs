@@ -42,6 +42,7 @@ pub enum NonFinitePolicy {
 /// | `prefetch_depth` | 2 | batches prepared ahead on a background thread (0: none, prepare inline) |
 /// | `max_grad_norm` | `None` | clip the global gradient norm to this value |
 /// | `non_finite` | error | stop, or skip the step, on a NaN/infinite loss or gradient |
+/// | `eval_every_steps` | `None` | in `fit`, also evaluate every N steps (kept in `EpochReport::step_evals`) |
 /// | `lr_schedule` | constant | learning-rate schedule ([`LrSchedule`]) |
 /// | `early_stopping` | `None` | stop `fit` when a metric stops improving ([`EarlyStopping`]) |
 /// | `checkpoint` | `None` | where `fit` writes checkpoints after each epoch ([`CheckpointPolicy`]) |
@@ -70,6 +71,8 @@ pub struct TrainerConfig {
     pub max_grad_norm: Option<f64>,
     /// What to do on a non-finite loss or gradient.
     pub non_finite: NonFinitePolicy,
+    /// In `fit` (with evaluation data), evaluate every this many steps too.
+    pub eval_every_steps: Option<u64>,
     /// Learning-rate schedule.
     pub lr_schedule: LrSchedule,
     /// Early stopping of `fit`.
@@ -92,6 +95,7 @@ impl Default for TrainerConfig {
             prefetch_depth: 2,
             max_grad_norm: None,
             non_finite: NonFinitePolicy::Error,
+            eval_every_steps: None,
             lr_schedule: LrSchedule::Constant,
             early_stopping: None,
             checkpoint: None,
@@ -109,6 +113,9 @@ impl TrainerConfig {
             return Err(Error::config("eval_batch_size", 0, "must be at least 1"));
         }
         self.lr_schedule.validate()?;
+        if self.eval_every_steps == Some(0) {
+            return Err(Error::config("eval_every_steps", 0, "must be at least 1"));
+        }
         if let Some(m) = self.max_grad_norm {
             if !(m.is_finite() && m > 0.0) {
                 return Err(Error::config("max_grad_norm", m, "must be finite and > 0"));

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::{EpochReport, StepReport};
+use super::{EpochReport, EvalReport, StepReport};
 use crate::error::{Error, Result};
 
 /// Receives the trainer's events: every step, and every epoch of
@@ -21,6 +21,12 @@ pub trait Observer: Send {
     /// After each training step (skipped steps included).
     fn on_step(&mut self, task_names: &[String], report: &StepReport) -> Result<()> {
         let _ = (task_names, report);
+        Ok(())
+    }
+
+    /// After each evaluation taken inside an epoch (`TrainerConfig::eval_every_steps`).
+    fn on_eval(&mut self, step: u64, report: &EvalReport) -> Result<()> {
+        let _ = (step, report);
         Ok(())
     }
 
@@ -62,6 +68,24 @@ fn object(names: &[String], values: &[f64]) -> String {
     format!("{{{}}}", fields.join(", "))
 }
 
+/// An evaluation as a JSON object `{task: {"loss": .., metric: ..}}`.
+fn eval_json(e: &EvalReport) -> String {
+    let tasks: Vec<String> = e
+        .tasks
+        .iter()
+        .map(|t| {
+            let mut fields = vec![format!("\"loss\": {}", number(t.loss))];
+            fields.extend(
+                t.metrics
+                    .iter()
+                    .map(|(m, v)| format!("{}: {}", quoted(m.name()), number(*v))),
+            );
+            format!("{}: {{{}}}", quoted(&t.task), fields.join(", "))
+        })
+        .collect();
+    format!("{{{}}}", tasks.join(", "))
+}
+
 fn create(path: &Path) -> Result<BufWriter<File>> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -78,6 +102,7 @@ fn create(path: &Path) -> Result<BufWriter<File>> {
 pub struct JsonlLog {
     path: PathBuf,
     out: BufWriter<File>,
+    baselines: Vec<(String, crate::metrics::Metric, f64)>,
 }
 
 impl JsonlLog {
@@ -87,7 +112,15 @@ impl JsonlLog {
         Ok(Self {
             out: create(&path)?,
             path,
+            baselines: Vec::new(),
         })
+    }
+
+    /// Also logs Delta-m per epoch ([`delta_m`](crate::metrics::delta_m)) against single-task
+    /// baselines `(task, metric, baseline value)`.
+    pub fn with_baselines(mut self, baselines: Vec<(String, crate::metrics::Metric, f64)>) -> Self {
+        self.baselines = baselines;
+        self
     }
 
     fn line(&mut self, text: String) -> Result<()> {
@@ -96,6 +129,13 @@ impl JsonlLog {
 }
 
 impl Observer for JsonlLog {
+    fn on_eval(&mut self, step: u64, report: &EvalReport) -> Result<()> {
+        self.line(format!(
+            "{{\"type\": \"eval\", \"step\": {step}, \"eval\": {}}}",
+            eval_json(report)
+        ))
+    }
+
     fn on_step(&mut self, task_names: &[String], r: &StepReport) -> Result<()> {
         let weights = r
             .weights
@@ -124,27 +164,29 @@ impl Observer for JsonlLog {
             .as_ref()
             .map(|w| object(&r.task_names, w))
             .unwrap_or_else(|| "null".into());
-        let metrics = match &r.eval {
-            Some(e) => {
-                let tasks: Vec<String> = e
-                    .tasks
+        let metrics = r
+            .eval
+            .as_ref()
+            .map(eval_json)
+            .unwrap_or_else(|| "null".into());
+        let delta_m = r
+            .eval
+            .as_ref()
+            .filter(|_| !self.baselines.is_empty())
+            .and_then(|e| {
+                let entries = self
+                    .baselines
                     .iter()
-                    .map(|t| {
-                        let mut fields = vec![format!("\"loss\": {}", number(t.loss))];
-                        fields.extend(
-                            t.metrics
-                                .iter()
-                                .map(|(m, v)| format!("{}: {}", quoted(m.name()), number(*v))),
-                        );
-                        format!("{}: {{{}}}", quoted(&t.task), fields.join(", "))
+                    .map(|(task, m, b)| {
+                        e.task(task).and_then(|t| t.metric(*m)).map(|v| (*m, v, *b))
                     })
-                    .collect();
-                format!("{{{}}}", tasks.join(", "))
-            }
-            None => "null".into(),
-        };
+                    .collect::<Option<Vec<_>>>()?;
+                crate::metrics::delta_m(&entries)
+            })
+            .map(number)
+            .unwrap_or_else(|| "null".into());
         let text = format!(
-            "{{\"type\": \"epoch\", \"epoch\": {}, \"train_losses\": {}, \"mean_weights\": {weights}, \"eval\": {metrics}, \"learning_rate\": {}, \"samples_per_second\": {}, \"seconds\": {}, \"data_seconds\": {}, \"steps\": {}, \"skipped_steps\": {}}}",
+            "{{\"type\": \"epoch\", \"epoch\": {}, \"train_losses\": {}, \"mean_weights\": {weights}, \"eval\": {metrics}, \"delta_m\": {delta_m}, \"learning_rate\": {}, \"samples_per_second\": {}, \"seconds\": {}, \"data_seconds\": {}, \"steps\": {}, \"skipped_steps\": {}}}",
             r.epoch,
             object(&r.task_names, &r.train_losses),
             number(r.learning_rate),

@@ -77,6 +77,9 @@ pub struct EpochReport {
     pub skipped_steps: usize,
     /// The optimiser's learning rate at the end of the epoch.
     pub learning_rate: f64,
+    /// Evaluations taken inside the epoch, `(global step, report)`, with
+    /// [`TrainerConfig::eval_every_steps`](super::TrainerConfig::eval_every_steps).
+    pub step_evals: Vec<(u64, EvalReport)>,
     /// Samples consumed.
     pub samples: usize,
     /// Wall-clock seconds spent training (evaluation excluded).

@@ -1123,120 +1123,14 @@ impl Trainer {
     }
 }
 
-impl MultiTaskTrainer for Trainer {
-    /// As the trait's default, and with [`TrainerConfig::checkpoint`] set, a checkpoint after
-    /// every epoch (the oldest beyond `keep_last` deleted) and `best.safetensors` when the
-    /// chosen metric improves.
-    fn fit(
+impl Trainer {
+    /// One epoch; with `eval` (data, every N steps), evaluates every N global steps and keeps
+    /// the results in [`EpochReport::step_evals`].
+    fn train_epoch_with_eval(
         &mut self,
-        train: TaskData<'_>,
-        eval: Option<TaskData<'_>>,
-        epochs: usize,
-        on_epoch: &mut dyn FnMut(&EpochReport) -> Result<()>,
-    ) -> Result<FitReport> {
-        let mut fit = FitReport::default();
-        let mut best: Option<f64> = None;
-        let mut plateau = Plateau::default();
-        let mut stopping = Plateau::default();
-        let watched = |report: &EpochReport, task: &str, metric: Metric| -> Result<f64> {
-            report
-                .eval
-                .as_ref()
-                .and_then(|e| e.task(task))
-                .and_then(|t| t.metric(metric))
-                .ok_or_else(|| {
-                    Error::config(
-                        "watched metric",
-                        format!("{task}/{metric}"),
-                        "needs evaluation data in fit and a task reporting that metric",
-                    )
-                })
-        };
-        for _ in 0..epochs {
-            let mut report = self.train_epoch(train)?;
-            if let Some(eval) = eval {
-                report.eval = Some(self.evaluate(eval)?);
-            }
-            if let LrSchedule::ReduceOnPlateau {
-                task,
-                metric,
-                factor,
-                patience,
-                min_lr,
-            } = self.config.lr_schedule.clone()
-            {
-                let value = watched(&report, &task, metric)?;
-                plateau.update(value, metric.higher_is_better(), 0.0);
-                if plateau.stale > patience {
-                    let base = self.config.optimizer.lr();
-                    self.lr_scale = (self.lr_scale * factor).max(min_lr / base);
-                    plateau.stale = 0;
-                }
-            }
-            let stop = match self.config.early_stopping.clone() {
-                Some(es) => {
-                    let value = watched(&report, &es.task, es.metric)?;
-                    stopping.update(value, es.metric.higher_is_better(), es.min_delta);
-                    stopping.stale >= es.patience
-                }
-                None => false,
-            };
-            if let Some(policy) = self.config.checkpoint.clone() {
-                self.save_checkpoint(policy.epoch_path(report.epoch))?;
-                if report.epoch >= policy.keep_last {
-                    let old = policy.epoch_path(report.epoch - policy.keep_last);
-                    if old.exists() {
-                        std::fs::remove_file(&old).map_err(|e| Error::io(&old, e))?;
-                    }
-                }
-                if let Some((task, metric)) = &policy.best {
-                    let value = report
-                        .eval
-                        .as_ref()
-                        .and_then(|e| e.task(task))
-                        .and_then(|t| t.metric(*metric))
-                        .ok_or_else(|| {
-                            Error::config(
-                                "checkpoint.best",
-                                format!("{task}/{metric}"),
-                                "needs evaluation data in fit and a task reporting that metric",
-                            )
-                        })?;
-                    let better = match best {
-                        None => true,
-                        Some(b) if metric.higher_is_better() => value > b,
-                        Some(b) => value < b,
-                    };
-                    if better {
-                        best = Some(value);
-                        self.save_checkpoint(policy.best_path())?;
-                    }
-                }
-            }
-            for o in &mut self.observers {
-                o.on_epoch(&report)?;
-            }
-            on_epoch(&report)?;
-            fit.epochs.push(report);
-            if stop {
-                fit.stopped_early = true;
-                break;
-            }
-        }
-        Ok(fit)
-    }
-
-    fn train_step(&mut self, batch: &StepBatch) -> Result<StepReport> {
-        if self.batches_per_step > 1 {
-            return Err(Error::IncompatibleWeighting {
-                strategy: self.weighting.name().to_string(),
-                reason: "it needs two batches per step: use Trainer::train_step_pair, or train_epoch / fit".into(),
-            });
-        }
-        self.step_inner(batch, None)
-    }
-
-    fn train_epoch(&mut self, data: TaskData<'_>) -> Result<EpochReport> {
+        data: TaskData<'_>,
+        eval: Option<(TaskData<'_>, u64)>,
+    ) -> Result<EpochReport> {
         self.check_data(data)?;
         let device = self.model.device().clone();
         let k_tasks = self.num_tasks();
@@ -1245,6 +1139,7 @@ impl MultiTaskTrainer for Trainer {
         let mut weight_sums: Option<Vec<f64>> = Some(vec![0.0; k_tasks]);
         let (mut steps, mut samples) = (0usize, 0usize);
         let mut skipped = 0usize;
+        let mut step_evals: Vec<(u64, EvalReport)> = Vec::new();
         let mut record = |r: &StepReport| {
             steps += 1;
             samples += r.samples;
@@ -1382,6 +1277,15 @@ impl MultiTaskTrainer for Trainer {
                     self.train_step(&batches[0])?
                 };
                 record(&r);
+                if let Some((eval_data, every)) = eval {
+                    if self.step % every == 0 {
+                        let e = self.evaluate(eval_data)?;
+                        for o in &mut self.observers {
+                            o.on_eval(self.step, &e)?;
+                        }
+                        step_evals.push((self.step, e));
+                    }
+                }
                 Ok(())
             },
         )?;
@@ -1397,6 +1301,7 @@ impl MultiTaskTrainer for Trainer {
             mean_weights: weight_sums.map(mean),
             steps,
             skipped_steps: skipped,
+            step_evals,
             learning_rate: self.optimizer.learning_rate(),
             samples,
             seconds,
@@ -1405,6 +1310,128 @@ impl MultiTaskTrainer for Trainer {
         };
         self.epoch += 1;
         Ok(report)
+    }
+}
+
+impl MultiTaskTrainer for Trainer {
+    /// As the trait's default, and with [`TrainerConfig::checkpoint`] set, a checkpoint after
+    /// every epoch (the oldest beyond `keep_last` deleted) and `best.safetensors` when the
+    /// chosen metric improves.
+    fn fit(
+        &mut self,
+        train: TaskData<'_>,
+        eval: Option<TaskData<'_>>,
+        epochs: usize,
+        on_epoch: &mut dyn FnMut(&EpochReport) -> Result<()>,
+    ) -> Result<FitReport> {
+        let mut fit = FitReport::default();
+        let mut best: Option<f64> = None;
+        let mut plateau = Plateau::default();
+        let mut stopping = Plateau::default();
+        let watched = |report: &EpochReport, task: &str, metric: Metric| -> Result<f64> {
+            report
+                .eval
+                .as_ref()
+                .and_then(|e| e.task(task))
+                .and_then(|t| t.metric(metric))
+                .ok_or_else(|| {
+                    Error::config(
+                        "watched metric",
+                        format!("{task}/{metric}"),
+                        "needs evaluation data in fit and a task reporting that metric",
+                    )
+                })
+        };
+        for _ in 0..epochs {
+            let every = self
+                .config
+                .eval_every_steps
+                .and_then(|n| eval.map(|e| (e, n)));
+            let mut report = self.train_epoch_with_eval(train, every)?;
+            if let Some(eval) = eval {
+                report.eval = Some(self.evaluate(eval)?);
+            }
+            if let LrSchedule::ReduceOnPlateau {
+                task,
+                metric,
+                factor,
+                patience,
+                min_lr,
+            } = self.config.lr_schedule.clone()
+            {
+                let value = watched(&report, &task, metric)?;
+                plateau.update(value, metric.higher_is_better(), 0.0);
+                if plateau.stale > patience {
+                    let base = self.config.optimizer.lr();
+                    self.lr_scale = (self.lr_scale * factor).max(min_lr / base);
+                    plateau.stale = 0;
+                }
+            }
+            let stop = match self.config.early_stopping.clone() {
+                Some(es) => {
+                    let value = watched(&report, &es.task, es.metric)?;
+                    stopping.update(value, es.metric.higher_is_better(), es.min_delta);
+                    stopping.stale >= es.patience
+                }
+                None => false,
+            };
+            if let Some(policy) = self.config.checkpoint.clone() {
+                self.save_checkpoint(policy.epoch_path(report.epoch))?;
+                if report.epoch >= policy.keep_last {
+                    let old = policy.epoch_path(report.epoch - policy.keep_last);
+                    if old.exists() {
+                        std::fs::remove_file(&old).map_err(|e| Error::io(&old, e))?;
+                    }
+                }
+                if let Some((task, metric)) = &policy.best {
+                    let value = report
+                        .eval
+                        .as_ref()
+                        .and_then(|e| e.task(task))
+                        .and_then(|t| t.metric(*metric))
+                        .ok_or_else(|| {
+                            Error::config(
+                                "checkpoint.best",
+                                format!("{task}/{metric}"),
+                                "needs evaluation data in fit and a task reporting that metric",
+                            )
+                        })?;
+                    let better = match best {
+                        None => true,
+                        Some(b) if metric.higher_is_better() => value > b,
+                        Some(b) => value < b,
+                    };
+                    if better {
+                        best = Some(value);
+                        self.save_checkpoint(policy.best_path())?;
+                    }
+                }
+            }
+            for o in &mut self.observers {
+                o.on_epoch(&report)?;
+            }
+            on_epoch(&report)?;
+            fit.epochs.push(report);
+            if stop {
+                fit.stopped_early = true;
+                break;
+            }
+        }
+        Ok(fit)
+    }
+
+    fn train_step(&mut self, batch: &StepBatch) -> Result<StepReport> {
+        if self.batches_per_step > 1 {
+            return Err(Error::IncompatibleWeighting {
+                strategy: self.weighting.name().to_string(),
+                reason: "it needs two batches per step: use Trainer::train_step_pair, or train_epoch / fit".into(),
+            });
+        }
+        self.step_inner(batch, None)
+    }
+
+    fn train_epoch(&mut self, data: TaskData<'_>) -> Result<EpochReport> {
+        self.train_epoch_with_eval(data, None)
     }
 
     fn evaluate(&mut self, data: TaskData<'_>) -> Result<EvalReport> {
