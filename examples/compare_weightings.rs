@@ -20,7 +20,7 @@ use candle_mtl::data::{compose_pairs, load_mnist, ComposeConfig, ImageDataset, S
 use candle_mtl::metrics::delta_m;
 use candle_mtl::prelude::*;
 use candle_mtl::weighting::by_name;
-use common::{json_number, json_string, locate_dataset, Args};
+use common::{build_trainer, json_number, json_string, locate_dataset, main_with, Args};
 
 const USAGE: &str = "compare_weightings: task-weighting strategies on Multi-Fashion / Multi-MNIST
 
@@ -104,25 +104,12 @@ fn run(
     device: &candle_core::Device,
     seed: u64,
 ) -> Result<(Vec<f64>, f64)> {
-    let (mut trainer, train) = if weighting.needs().meta_validation {
-        // Meta-learned weights learn on held-out composites: the last 10% of the training set.
-        let n = train.len() as u32;
-        let cut = n - n / 10;
-        let held_out = train.subset(&(cut..n).collect::<Vec<_>>())?;
-        let fit_part = train.subset(&(0..cut).collect::<Vec<_>>())?;
-        let trainer = Trainer::with_meta_validation(
-            model(tasks, device, seed)?,
-            weighting,
-            config.clone(),
-            held_out,
-        )?;
-        (trainer, fit_part)
-    } else {
-        (
-            Trainer::new(model(tasks, device, seed)?, weighting, config.clone())?,
-            train.clone(),
-        )
-    };
+    let (mut trainer, train) = build_trainer(
+        model(tasks, device, seed)?,
+        weighting,
+        config.clone(),
+        train,
+    )?;
     let fit = trainer.fit(TaskData::Shared(&train), None, epochs, &mut |_| Ok(()))?;
     let steps: usize = fit.epochs.iter().map(|e| e.steps).sum();
     let seconds: f64 = fit.epochs.iter().map(|e| e.seconds).sum();
@@ -291,8 +278,10 @@ fn main_inner(args: &Args) -> Result<()> {
 }
 
 fn main() {
-    let args = match Args::parse(&[], USAGE).and_then(|a| {
-        a.reject_unknown(&[
+    main_with(
+        USAGE,
+        &[],
+        &[
             "dataset",
             "strategies",
             "train",
@@ -304,17 +293,7 @@ fn main() {
             "fashion-dir",
             "mnist-dir",
             "summary-json",
-        ])?;
-        Ok(a)
-    }) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = main_inner(&args) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+        ],
+        main_inner,
+    );
 }

@@ -19,7 +19,9 @@ use candle_mtl::data::{load_mnist, ImageDataset};
 use candle_mtl::device::describe;
 use candle_mtl::prelude::*;
 use candle_mtl::train::{CsvLog, JsonlLog};
-use common::{json_number, json_string, locate_dataset, peak_memory_mib, Args};
+use common::{
+    build_trainer, json_number, json_string, locate_dataset, main_with, peak_memory_mib, Args,
+};
 
 const USAGE: &str = "mnist_cls_reg: MNIST digit class + digit value from one shared CNN
 
@@ -67,7 +69,7 @@ fn run(args: &Args) -> Result<()> {
     )?;
     let mnist = load_mnist(&dir)?;
     let train_images = mnist.train.take(train_limit);
-    let mut train = dataset(&train_images)?;
+    let train = dataset(&train_images)?;
     let test = dataset(&mnist.test)?;
     let device = best_device(args.flag("cpu"));
     println!(
@@ -101,23 +103,7 @@ fn run(args: &Args) -> Result<()> {
         seed,
         ..Default::default()
     };
-    let mut trainer = if weighting.needs().meta_validation {
-        // Meta-learned weights (auto-lambda) learn on held-out data: the last 10% of the
-        // training digits, which are then not trained on.
-        let n = train.len();
-        let cut = n - n / 10;
-        let fit_part = train.subset(&(0..cut as u32).collect::<Vec<_>>())?;
-        let held_out = train.subset(&(cut as u32..n as u32).collect::<Vec<_>>())?;
-        println!(
-            "meta-validation: {} of the {} training digits held out",
-            n - cut,
-            n
-        );
-        train = fit_part;
-        Trainer::with_meta_validation(model, weighting, config, held_out)?
-    } else {
-        Trainer::new(model, weighting, config)?
-    };
+    let (mut trainer, train) = build_trainer(model, weighting, config, &train)?;
 
     // A bar with the live losses on a terminal (feature `progress`, on for the examples).
     trainer.add_observer(Box::new(candle_mtl::train::Progress::new()));
@@ -195,8 +181,10 @@ fn run(args: &Args) -> Result<()> {
 }
 
 fn main() {
-    let args = match Args::parse(&["cpu"], USAGE).and_then(|a| {
-        a.reject_unknown(&[
+    main_with(
+        USAGE,
+        &["cpu"],
+        &[
             "data-dir",
             "epochs",
             "batch-size",
@@ -207,17 +195,7 @@ fn main() {
             "train-limit",
             "summary-json",
             "log-dir",
-        ])?;
-        Ok(a)
-    }) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = run(&args) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+        ],
+        run,
+    );
 }

@@ -5,7 +5,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_mtl::data::{data_root, fetch, StandardDataset};
+use candle_mtl::data::{data_root, fetch, StandardDataset, TensorDataset};
+use candle_mtl::model::MultiTaskModel;
+use candle_mtl::train::{Trainer, TrainerConfig};
+use candle_mtl::weighting::TaskWeighting;
 
 /// `--name value` and `--flag` arguments.
 pub struct Args {
@@ -144,4 +147,54 @@ pub fn json_string(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// A trainer for `weighting`. Strategies that learn from held-out data (auto-lambda) get the
+/// last 10% of `train` as their validation set; the returned dataset is what is left to train
+/// on (all of `train` otherwise).
+pub fn build_trainer(
+    model: MultiTaskModel,
+    weighting: Box<dyn TaskWeighting>,
+    config: TrainerConfig,
+    train: &TensorDataset,
+) -> candle_mtl::Result<(Trainer, TensorDataset)> {
+    if !weighting.needs().meta_validation {
+        return Ok((Trainer::new(model, weighting, config)?, train.clone()));
+    }
+    let n = train.len() as u32;
+    let cut = n - n / 10;
+    let held_out = train.subset(&(cut..n).collect::<Vec<_>>())?;
+    let fit_part = train.subset(&(0..cut).collect::<Vec<_>>())?;
+    println!(
+        "meta-validation: {} of the {n} training samples held out",
+        n - cut
+    );
+    Ok((
+        Trainer::with_meta_validation(model, weighting, config, held_out)?,
+        fit_part,
+    ))
+}
+
+/// Parses the flags (`boolean` take no value, the others must be in `known`) and runs `run`,
+/// exiting with 2 on bad flags and 1 on an error, the message on stderr.
+pub fn main_with(
+    usage: &str,
+    boolean: &[&str],
+    known: &[&str],
+    run: impl FnOnce(&Args) -> candle_mtl::Result<()>,
+) {
+    let args = match Args::parse(boolean, usage).and_then(|a| {
+        a.reject_unknown(known)?;
+        Ok(a)
+    }) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(&args) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
 }
