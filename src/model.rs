@@ -2,7 +2,7 @@
 
 use candle_core::{Device, Tensor, Var};
 
-use crate::encoder::{Representation, SharedEncoder};
+use crate::encoder::{InputStem, Representation, SharedEncoder};
 use crate::error::{Error, Result};
 use crate::head::TaskHead;
 use crate::params::{ParamPath, ParamStore};
@@ -12,11 +12,40 @@ use crate::task::TaskSpec;
 pub const ENCODER_PREFIX: &str = "encoder";
 /// Prefix of the task heads' parameters (`heads.<task>.*`).
 pub const HEADS_PREFIX: &str = "heads";
+/// Prefix of the per-task input stems' parameters (`stems.<task>.*`).
+pub const STEMS_PREFIX: &str = "stems";
 
-/// A task of a built model: its spec and its head.
+/// A part of a model that can be frozen or released as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Component {
+    /// The whole shared encoder (`encoder.*`).
+    Encoder,
+    /// One layer of the encoder, by its sub-path (`conv0`, `fc`, `layer1`: see
+    /// [`SharedEncoder::layer_groups`]).
+    EncoderLayer(String),
+    /// The head of the named task.
+    Head(String),
+    /// The input stem of the named task.
+    Stem(String),
+}
+
+impl Component {
+    /// The parameter path prefix of the component.
+    pub fn prefix(&self) -> String {
+        match self {
+            Component::Encoder => ENCODER_PREFIX.to_string(),
+            Component::EncoderLayer(l) => format!("{ENCODER_PREFIX}.{l}"),
+            Component::Head(t) => format!("{HEADS_PREFIX}.{t}"),
+            Component::Stem(t) => format!("{STEMS_PREFIX}.{t}"),
+        }
+    }
+}
+
+/// A task of a built model: its spec, its head and its optional input stem.
 pub struct Task {
     spec: TaskSpec,
     head: Box<dyn TaskHead>,
+    stem: Option<Box<dyn InputStem>>,
 }
 
 impl Task {
@@ -33,6 +62,11 @@ impl Task {
     /// The head.
     pub fn head(&self) -> &dyn TaskHead {
         self.head.as_ref()
+    }
+
+    /// The input stem, when the task has one.
+    pub fn stem(&self) -> Option<&dyn InputStem> {
+        self.stem.as_deref()
     }
 }
 
@@ -91,12 +125,76 @@ impl MultiTaskModel {
         self.vars_with_prefix(&format!("{ENCODER_PREFIX}."))
     }
 
+    /// Shared parameters that are not frozen, sorted by name: the columns of the per-task
+    /// gradient matrix that gradient-based strategies see.
+    pub fn trainable_shared_vars(&self) -> Vec<(String, Var)> {
+        self.shared_vars()
+            .into_iter()
+            .filter(|(n, _)| !self.params.is_frozen(n))
+            .collect()
+    }
+
     /// Parameters of task `task`'s head (`heads.<name>.*`), sorted by name.
     pub fn head_vars(&self, task: usize) -> Vec<(String, Var)> {
         match self.tasks.get(task) {
             Some(t) => self.vars_with_prefix(&format!("{HEADS_PREFIX}.{}.", t.spec.name)),
             None => Vec::new(),
         }
+    }
+
+    /// Every task-specific parameter of task `task`: its head and its input stem.
+    pub fn task_vars(&self, task: usize) -> Vec<(String, Var)> {
+        match self.tasks.get(task) {
+            Some(t) => {
+                let mut vars = self.head_vars(task);
+                vars.extend(self.vars_with_prefix(&format!("{STEMS_PREFIX}.{}.", t.spec.name)));
+                vars
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// True when some task has an input stem (the encoder then runs once per task).
+    pub fn has_stems(&self) -> bool {
+        self.tasks.iter().any(|t| t.stem.is_some())
+    }
+
+    /// Freezes a component: its parameters get no gradient (they enter the forward pass
+    /// detached, so no backward work is spent on them) and the trainer does not update them.
+    /// Returns the number of parameters frozen; refuses a component with none, naming it.
+    pub fn freeze(&self, component: &Component) -> Result<usize> {
+        self.set_frozen(component, true)
+    }
+
+    /// Releases a frozen component; see [`freeze`](MultiTaskModel::freeze).
+    pub fn unfreeze(&self, component: &Component) -> Result<usize> {
+        self.set_frozen(component, false)
+    }
+
+    fn set_frozen(&self, component: &Component, frozen: bool) -> Result<usize> {
+        let n = self.params.set_frozen(&component.prefix(), frozen);
+        if n == 0 {
+            let layers = self.encoder.layer_groups();
+            return Err(Error::config(
+                "component",
+                format!("{component:?}"),
+                format!(
+                    "has no parameters (tasks: {}; encoder layers: {})",
+                    self.task_names().join(", "),
+                    if layers.is_empty() {
+                        "none declared".to_string()
+                    } else {
+                        layers.join(", ")
+                    }
+                ),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// True when parameter `name` is frozen.
+    pub fn is_frozen(&self, name: &str) -> bool {
+        self.params.is_frozen(name)
     }
 
     fn vars_with_prefix(&self, prefix: &str) -> Vec<(String, Var)> {
@@ -107,9 +205,22 @@ impl MultiTaskModel {
             .collect()
     }
 
-    /// Encodes `xs` for every task.
+    /// Encodes `xs` for every task (input stems are not applied; see
+    /// [`encode_for_task`](MultiTaskModel::encode_for_task)).
     pub fn encode(&self, xs: &Tensor, train: bool) -> Result<Representation> {
         self.encoder.forward_tasks(xs, self.tasks.len(), train)
+    }
+
+    /// Encodes inputs of task `task`: through the task's input stem when it has one, then the
+    /// shared encoder.
+    pub fn encode_for_task(&self, xs: &Tensor, task: usize, train: bool) -> Result<Representation> {
+        match self.tasks.get(task).and_then(|t| t.stem.as_ref()) {
+            Some(stem) => {
+                let h = stem.forward_t(xs, train)?;
+                self.encoder.forward_tasks(&h, self.tasks.len(), train)
+            }
+            None => self.encode(xs, train),
+        }
     }
 
     /// Task `task`'s prediction from its representation.
@@ -125,6 +236,14 @@ impl MultiTaskModel {
 
     /// Every task's prediction for inputs `xs` (single-input mode), in task order.
     pub fn forward_all(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        if self.has_stems() {
+            return (0..self.tasks.len())
+                .map(|k| {
+                    let rep = self.encode_for_task(xs, k, train)?;
+                    self.predict(k, representation_for(&rep, k)?, train)
+                })
+                .collect();
+        }
         let rep = self.encode(xs, train)?;
         (0..self.tasks.len())
             .map(|k| {
@@ -247,7 +366,39 @@ impl MultiTaskModelBuilder {
         self.tasks.push(Task {
             spec,
             head: Box::new(head),
+            stem: None,
         });
+        Ok(self)
+    }
+
+    /// Gives task `task` (added before) an input stem, built under `stems.<task>`: the task's
+    /// inputs go through it before the shared encoder. Use it when tasks read inputs of
+    /// different shapes; the stem's output must be what the encoder reads.
+    pub fn stem<S, F>(mut self, task: &str, build: F) -> Result<Self>
+    where
+        S: InputStem + 'static,
+        F: FnOnce(&ParamPath) -> Result<S>,
+    {
+        let names: Vec<String> = self.tasks.iter().map(|t| t.spec.name.clone()).collect();
+        let Some(t) = self.tasks.iter_mut().find(|t| t.spec.name == task) else {
+            return Err(Error::config(
+                "stem",
+                format!("'{task}'"),
+                format!(
+                    "names no task added so far (tasks: {}); add the task first",
+                    names.join(", ")
+                ),
+            ));
+        };
+        if t.stem.is_some() {
+            return Err(Error::config(
+                "stem",
+                format!("'{task}'"),
+                "is set twice for this task",
+            ));
+        }
+        let stem = build(&self.params.path(&format!("{STEMS_PREFIX}.{task}")))?;
+        t.stem = Some(Box::new(stem));
         Ok(self)
     }
 

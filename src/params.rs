@@ -7,7 +7,9 @@
 //! device. Parameters are registered in a [`VarMap`] under dotted paths such as
 //! `encoder.conv1.weight` or `heads.digit.linear.bias`.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
@@ -21,6 +23,37 @@ pub struct ParamStore {
     varmap: VarMap,
     rng: Mutex<ChaCha8Rng>,
     device: Device,
+    frozen: Mutex<HashMap<String, Arc<AtomicBool>>>,
+}
+
+/// A parameter as a layer holds it: the live tensor, or a detached view of the same storage
+/// while the parameter is frozen.
+///
+/// A frozen parameter enters the forward pass as a detached tensor, so candle records no graph
+/// for it: backward computes no gradient for it, nor for anything below it that depends only on
+/// frozen parameters and data. Updates made through the [`Var`] (the optimiser's) are visible
+/// through both views, which share one storage.
+#[derive(Debug, Clone)]
+pub struct Param {
+    tracked: Tensor,
+    detached: Tensor,
+    frozen: Arc<AtomicBool>,
+}
+
+impl Param {
+    /// The tensor to compute with: tracked by autograd unless the parameter is frozen.
+    pub fn tensor(&self) -> &Tensor {
+        if self.frozen.load(Ordering::Relaxed) {
+            &self.detached
+        } else {
+            &self.tracked
+        }
+    }
+
+    /// True while the parameter is frozen.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.load(Ordering::Relaxed)
+    }
 }
 
 impl ParamStore {
@@ -30,7 +63,44 @@ impl ParamStore {
             varmap: VarMap::new(),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
             device: device.clone(),
+            frozen: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Freezes (`true`) or releases every parameter whose name is `prefix` or starts with
+    /// `prefix.`; returns how many parameters matched. Frozen parameters get no gradient and
+    /// are not updated by the trainer.
+    pub fn set_frozen(&self, prefix: &str, frozen: bool) -> usize {
+        let flags = match self.frozen.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let dotted = format!("{prefix}.");
+        let mut n = 0;
+        for (name, flag) in flags.iter() {
+            if prefix.is_empty() || name == prefix || name.starts_with(&dotted) {
+                flag.store(frozen, Ordering::Relaxed);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// True when parameter `name` is frozen.
+    pub fn is_frozen(&self, name: &str) -> bool {
+        let flags = match self.frozen.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        flags.get(name).is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    /// Parameters that are not frozen, as `(name, var)`, sorted by name.
+    pub fn trainable_vars(&self) -> Vec<(String, Var)> {
+        self.named_vars()
+            .into_iter()
+            .filter(|(n, _)| !self.is_frozen(n))
+            .collect()
     }
 
     /// The device parameters are placed on.
@@ -72,7 +142,7 @@ impl ParamStore {
             .sum()
     }
 
-    fn register(&self, name: String, value: Tensor) -> Result<Tensor> {
+    fn register(&self, name: String, value: Tensor) -> Result<Param> {
         let var = Var::from_tensor(&value.to_device(&self.device)?)?;
         let mut data = match self.varmap.data().lock() {
             Ok(guard) => guard,
@@ -85,9 +155,19 @@ impl ParamStore {
                 "is defined twice; give each layer a distinct path",
             ));
         }
-        let tensor = var.as_tensor().clone();
-        data.insert(name, var);
-        Ok(tensor)
+        let tracked = var.as_tensor().clone();
+        data.insert(name.clone(), var);
+        let frozen = Arc::new(AtomicBool::new(false));
+        let mut flags = match self.frozen.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        flags.insert(name, frozen.clone());
+        Ok(Param {
+            detached: tracked.detach(),
+            tracked,
+            frozen,
+        })
     }
 
     fn uniform_values(&self, n: usize, bound: f64) -> Vec<f32> {
@@ -132,7 +212,7 @@ impl<'a> ParamPath<'a> {
 
     /// A parameter drawn from U(-bound, bound), the rule PyTorch uses by default for linear and
     /// convolution layers with `bound = 1/sqrt(fan_in)`.
-    pub fn uniform(&self, name: &str, shape: &[usize], bound: f64) -> Result<Tensor> {
+    pub fn uniform(&self, name: &str, shape: &[usize], bound: f64) -> Result<Param> {
         if !(bound.is_finite() && bound >= 0.0) {
             return Err(Error::config(
                 self.full_name(name),
@@ -147,7 +227,7 @@ impl<'a> ParamPath<'a> {
     }
 
     /// A parameter filled with `value`.
-    pub fn constant(&self, name: &str, shape: &[usize], value: f64) -> Result<Tensor> {
+    pub fn constant(&self, name: &str, shape: &[usize], value: f64) -> Result<Param> {
         let t = (Tensor::ones(shape, DType::F32, &Device::Cpu)? * value)?;
         self.store.register(self.full_name(name), t)
     }
@@ -163,7 +243,7 @@ mod tests {
         let b = ParamStore::new(&Device::Cpu, 7);
         let ta = a.path("enc").uniform("w", &[3, 4], 0.5)?;
         let tb = b.path("enc").uniform("w", &[3, 4], 0.5)?;
-        assert_eq!(ta.to_vec2::<f32>()?, tb.to_vec2::<f32>()?);
+        assert_eq!(ta.tensor().to_vec2::<f32>()?, tb.tensor().to_vec2::<f32>()?);
         a.path("enc").pp("z").constant("b", &[2], 0.0)?;
         a.path("a").constant("b", &[2], 1.0)?;
         let names: Vec<String> = a.named_vars().into_iter().map(|(n, _)| n).collect();
@@ -176,11 +256,46 @@ mod tests {
     fn values_stay_within_bound_and_duplicates_are_refused() -> Result<()> {
         let s = ParamStore::new(&Device::Cpu, 1);
         let t = s.path("").uniform("w", &[1000], 0.1)?;
-        let v = t.to_vec1::<f32>()?;
+        let v = t.tensor().to_vec1::<f32>()?;
         assert!(v.iter().all(|x| x.abs() <= 0.1));
         assert!(v.iter().any(|x| *x > 0.05) && v.iter().any(|x| *x < -0.05));
         let err = s.path("").uniform("w", &[2], 0.1).unwrap_err();
         assert!(err.to_string().contains("'w'") || err.to_string().contains("w"));
+        Ok(())
+    }
+
+    #[test]
+    fn frozen_parameters_enter_the_graph_detached_and_follow_updates() -> Result<()> {
+        let s = ParamStore::new(&Device::Cpu, 3);
+        let w = s.path("encoder").uniform("w", &[3], 1.0)?;
+        let h = s.path("heads.a").uniform("w", &[3], 1.0)?;
+        assert_eq!(s.set_frozen("encoder", true), 1);
+        assert!(w.is_frozen() && !h.is_frozen() && s.is_frozen("encoder.w"));
+        let loss = (w.tensor() * h.tensor())?.sum_all()?;
+        let grads = loss.backward()?;
+        let vars = s.named_vars();
+        let var = |n: &str| {
+            vars.iter()
+                .find(|(m, _)| m == n)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert!(
+            grads.get(&var("encoder.w")).is_none(),
+            "a frozen parameter got a gradient"
+        );
+        assert!(grads.get(&var("heads.a.w")).is_some());
+        // An update through the Var is seen by the detached view.
+        var("encoder.w").set(&Tensor::new(&[1f32, 2., 3.], &Device::Cpu)?)?;
+        assert_eq!(w.tensor().to_vec1::<f32>()?, vec![1., 2., 3.]);
+        assert_eq!(s.trainable_vars().len(), 1);
+        assert_eq!(s.set_frozen("encoder", false), 1);
+        assert!(!w.is_frozen());
+        assert_eq!(
+            s.set_frozen("enc", true),
+            0,
+            "prefixes match whole path components"
+        );
         Ok(())
     }
 }

@@ -52,6 +52,66 @@ impl Loss {
     }
 }
 
+impl Loss {
+    /// The loss of `pred` against `target` over the samples whose `mask` entry is non-zero:
+    /// the sum of per-sample losses over those samples divided by their number. With no such
+    /// sample the loss is 0 (a constant: no gradient), never NaN. Masked-out targets may hold
+    /// any value (a placeholder class index out of range included).
+    pub fn compute_masked(
+        self,
+        task: &str,
+        pred: &Tensor,
+        target: &Tensor,
+        mask: &Tensor,
+    ) -> Result<Tensor> {
+        let n = pred.dims().first().copied().unwrap_or(0);
+        if mask.dims() != [n] {
+            return Err(Error::DataMismatch(format!(
+                "task '{task}': the label mask has shape {:?}, the batch {n} samples",
+                mask.dims()
+            )));
+        }
+        let keep = mask.to_dtype(DType::F32)?.ne(0f32)?;
+        let weights = keep.to_dtype(pred.dtype())?;
+        let per_sample = if self.is_classification() {
+            check_class_shapes(task, pred, target)?;
+            let target = target.to_dtype(DType::U32)?;
+            let safe = keep.where_cond(&target, &target.zeros_like()?)?;
+            let classes = pred.dim(1)?;
+            let too_big = safe.ge(classes as u32)?;
+            let safe = too_big.where_cond(&safe.zeros_like()?, &safe)?;
+            let log_p = match self {
+                Loss::CrossEntropy => candle_nn::ops::log_softmax(pred, 1)?,
+                _ => pred.clone(),
+            };
+            log_p.gather(&safe.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?
+        } else {
+            let pred = match_regression_shape(task, pred, target)?;
+            let target = target.to_dtype(pred.dtype())?;
+            // Placeholders (NaN included) in masked-out targets are replaced before any
+            // arithmetic, so that no NaN reaches the loss or its gradient.
+            let keep_shape: Vec<usize> = std::iter::once(n)
+                .chain(std::iter::repeat_n(1, target.rank().saturating_sub(1)))
+                .collect();
+            let keep_full = keep.reshape(keep_shape)?.broadcast_as(target.shape())?;
+            let target = keep_full.where_cond(&target, &target.zeros_like()?)?;
+            let diff = (pred - target)?;
+            let err = match self {
+                Loss::Mse => diff.sqr()?,
+                _ => diff.abs()?,
+            };
+            if err.rank() > 1 {
+                err.flatten_from(1)?.mean(1)?
+            } else {
+                err
+            }
+        };
+        let count = weights.sum_all()?;
+        let total = (per_sample * &weights)?.sum_all()?;
+        Ok(total.broadcast_div(&count.maximum(1.0)?)?)
+    }
+}
+
 pub(crate) fn check_class_shapes(task: &str, pred: &Tensor, target: &Tensor) -> Result<()> {
     let (pd, td) = (pred.dims(), target.dims());
     if pd.len() != 2 || td.len() != 1 || pd[0] != td[0] {
@@ -143,6 +203,44 @@ mod tests {
             .to_scalar::<f32>()?;
         let expected = (2f32.ln() + (1.0 + (-10f32).exp()).ln()) / 2.0;
         assert_abs_diff_eq!(ce, expected, epsilon = 1e-5);
+        Ok(())
+    }
+
+    #[test]
+    fn masked_losses_skip_unlabelled_samples_and_never_give_nan() -> Result<()> {
+        let dev = Device::Cpu;
+        let logits = Tensor::new(&[[0.0f32, 0.0], [10.0, 0.0], [1.0, 2.0]], &dev)?;
+        // The third sample carries a placeholder class far out of range.
+        let classes = Tensor::new(&[1u32, 0, u32::MAX], &dev)?;
+        let mask = Tensor::new(&[1u8, 1, 0], &dev)?;
+        let masked = Loss::CrossEntropy
+            .compute_masked("c", &logits, &classes, &mask)?
+            .to_scalar::<f32>()?;
+        let first_two = Loss::CrossEntropy
+            .compute("c", &logits.narrow(0, 0, 2)?, &classes.narrow(0, 0, 2)?)?
+            .to_scalar::<f32>()?;
+        assert_abs_diff_eq!(masked, first_two, epsilon = 1e-6);
+        let none = Tensor::new(&[0u8, 0, 0], &dev)?;
+        let zero = Loss::CrossEntropy
+            .compute_masked("c", &logits, &classes, &none)?
+            .to_scalar::<f32>()?;
+        assert_eq!(zero, 0.0);
+        let pred = Tensor::new(&[[1.0f32], [3.0], [0.0]], &dev)?;
+        let target = Tensor::new(&[2.0f32, 1.0, f32::NAN], &dev)?;
+        let mse = Loss::Mse
+            .compute_masked("r", &pred, &target, &mask)?
+            .to_scalar::<f32>()?;
+        assert_abs_diff_eq!(mse, 2.5, epsilon = 1e-6);
+        let all = Tensor::new(&[1u8, 1, 1], &dev)?;
+        let full = Loss::Mse
+            .compute_masked(
+                "r",
+                &pred.narrow(0, 0, 2)?,
+                &target.narrow(0, 0, 2)?,
+                &all.narrow(0, 0, 2)?,
+            )?
+            .to_scalar::<f32>()?;
+        assert_abs_diff_eq!(full, 2.5, epsilon = 1e-6);
         Ok(())
     }
 

@@ -87,7 +87,9 @@ fn jsonl_and_csv_logs_record_every_step_and_epoch() {
     let mut rows = steps_csv.lines();
     assert_eq!(
         rows.next(),
-        Some("step,skipped,grad_norm,loss_digit,loss_value,weight_digit,weight_value")
+        Some(
+            "step,skipped,grad_norm,loss_digit,loss_value,weight_digit,weight_value,regularization"
+        )
     );
     assert_eq!(rows.count(), 32);
     let epochs_csv = std::fs::read_to_string(dir.join("csv/epochs.csv")).unwrap();

@@ -17,6 +17,11 @@ impl Batch {
         self.targets.iter().find(|(t, _)| t == name).map(|(_, v)| v)
     }
 
+    /// The label mask of task `name` (non-zero: labelled), if the dataset has one.
+    pub fn label_mask(&self, name: &str) -> Option<&Tensor> {
+        self.target(&super::mask_name(name))
+    }
+
     /// Number of samples in the batch.
     pub fn len(&self) -> usize {
         self.inputs.dims().first().copied().unwrap_or(0)

@@ -81,6 +81,30 @@ impl TensorDataset {
         Ok(self)
     }
 
+    /// Marks which samples carry a label for task `task` (partially labelled data): `mask`
+    /// has one entry per sample, non-zero where the label is present. Unlabelled samples add
+    /// nothing to the task's loss, gradient or metrics; their target values are ignored (any
+    /// placeholder will do). Stored as the target `<task>.mask`.
+    pub fn with_label_mask(self, task: &str, mask: Tensor) -> Result<Self> {
+        let n = self.len();
+        if mask.dims() != [n] {
+            return Err(Error::DataMismatch(format!(
+                "label mask of task '{task}' has shape {:?}, expected ({n},)",
+                mask.dims()
+            )));
+        }
+        let mask = mask
+            .to_dtype(candle_core::DType::F32)?
+            .ne(0f32)?
+            .to_dtype(candle_core::DType::U8)?;
+        self.with_target(super::mask_name(task), mask)
+    }
+
+    /// The label mask of task `task`, if one was set.
+    pub fn label_mask(&self, task: &str) -> Option<&Tensor> {
+        self.target(&super::mask_name(task))
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.inputs.dims().first().copied().unwrap_or(0)

@@ -35,3 +35,9 @@ pub use mnist::{load_emnist, load_mnist, Mnist, MNIST_FILES};
 pub use prefetch::{prefetch, PrefetchStats};
 pub use standard::{data_root, RemoteFile, StandardDataset};
 pub use transform::{Augment, Normalize};
+
+/// The target name under which a task's label mask is stored (`<task>.mask`; task names have
+/// no dots, so it cannot clash with a task's own target).
+pub fn mask_name(task: &str) -> String {
+    format!("{task}.mask")
+}

@@ -152,6 +152,12 @@ impl SharedEncoder for ConvNet {
     fn output_dim(&self) -> usize {
         self.fc.out_dim()
     }
+
+    fn layer_groups(&self) -> Vec<String> {
+        let mut groups: Vec<String> = (0..self.convs.len()).map(|i| format!("conv{i}")).collect();
+        groups.push("fc".into());
+        groups
+    }
 }
 
 #[cfg(test)]

@@ -64,4 +64,8 @@ impl SharedEncoder for Mlp {
     fn output_dim(&self) -> usize {
         self.stack.out_dim()
     }
+
+    fn layer_groups(&self) -> Vec<String> {
+        (0..self.stack.len()).map(|i| format!("layer{i}")).collect()
+    }
 }

@@ -6,9 +6,11 @@
 
 mod conv;
 mod mlp;
+mod stem;
 
 pub use conv::{ConvNet, ConvNetConfig};
 pub use mlp::{Mlp, MlpConfig};
+pub use stem::{ConvStem, InputStem};
 
 use candle_core::Tensor;
 
@@ -56,6 +58,13 @@ pub trait SharedEncoder: Send + Sync {
         let _ = num_tasks;
         Ok(Representation::Shared(self.forward_t(xs, train)?))
     }
+
+    /// The encoder's layers as parameter sub-paths (relative to `encoder`, such as `conv0`),
+    /// from the input upwards. Layer-wise unfreezing releases them from the last one down.
+    /// The default (empty) treats the whole encoder as one layer.
+    fn layer_groups(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 impl<E: SharedEncoder + ?Sized> SharedEncoder for Box<E> {
@@ -67,5 +76,8 @@ impl<E: SharedEncoder + ?Sized> SharedEncoder for Box<E> {
     }
     fn forward_tasks(&self, xs: &Tensor, num_tasks: usize, train: bool) -> Result<Representation> {
         (**self).forward_tasks(xs, num_tasks, train)
+    }
+    fn layer_groups(&self) -> Vec<String> {
+        (**self).layer_groups()
     }
 }

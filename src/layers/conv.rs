@@ -1,7 +1,7 @@
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 
 use crate::error::{Error, Result};
-use crate::params::ParamPath;
+use crate::params::{Param, ParamPath};
 
 /// A 2-D convolution with square kernels, initialised as PyTorch's `nn.Conv2d`
 /// (weight and bias from U(-1/sqrt(fan_in), 1/sqrt(fan_in)), `fan_in = in_channels * k * k`).
@@ -10,7 +10,8 @@ use crate::params::ParamPath;
 /// `H' = (H + 2 * padding - kernel) / stride + 1`.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
-    inner: candle_nn::Conv2d,
+    weight: Param,
+    bias: Param,
     kernel: usize,
     padding: usize,
     stride: usize,
@@ -41,13 +42,9 @@ impl Conv2d {
             bound,
         )?;
         let bias = path.uniform("bias", &[out_channels], bound)?;
-        let config = candle_nn::Conv2dConfig {
-            padding,
-            stride,
-            ..Default::default()
-        };
         Ok(Self {
-            inner: candle_nn::Conv2d::new(weight, Some(bias), config),
+            weight,
+            bias,
             kernel,
             padding,
             stride,
@@ -63,6 +60,8 @@ impl Conv2d {
 
     /// Applies the convolution.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        Ok(self.inner.forward(xs)?)
+        let ys = xs.conv2d(self.weight.tensor(), self.padding, self.stride, 1, 1)?;
+        let b = self.bias.tensor();
+        Ok(ys.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?)
     }
 }

@@ -1,8 +1,8 @@
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 
 use super::Activation;
 use crate::error::{Error, Result};
-use crate::params::ParamPath;
+use crate::params::{Param, ParamPath};
 
 /// A fully connected layer `y = x W^T + b`, initialised as PyTorch's `nn.Linear`:
 /// weight and bias from U(-1/sqrt(in), 1/sqrt(in)).
@@ -11,7 +11,8 @@ use crate::params::ParamPath;
 /// `<path>.bias` `(out)`.
 #[derive(Debug, Clone)]
 pub struct Dense {
-    inner: candle_nn::Linear,
+    weight: Param,
+    bias: Param,
     in_dim: usize,
     out_dim: usize,
 }
@@ -30,7 +31,8 @@ impl Dense {
         let weight = path.uniform("weight", &[out_dim, in_dim], bound)?;
         let bias = path.uniform("bias", &[out_dim], bound)?;
         Ok(Self {
-            inner: candle_nn::Linear::new(weight, Some(bias)),
+            weight,
+            bias,
             in_dim,
             out_dim,
         })
@@ -48,7 +50,27 @@ impl Dense {
 
     /// Applies the layer.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        Ok(self.inner.forward(xs)?)
+        let (w, b) = (self.weight.tensor(), self.bias.tensor());
+        let dims = xs.dims();
+        let ys = match dims {
+            [_, _] => xs.matmul(&w.t()?)?,
+            [.., last] => {
+                let rows = xs.elem_count() / (*last).max(1);
+                let mut out_dims = dims.to_vec();
+                if let Some(l) = out_dims.last_mut() {
+                    *l = self.out_dim;
+                }
+                xs.reshape((rows, *last))?
+                    .matmul(&w.t()?)?
+                    .reshape(out_dims)?
+            }
+            [] => {
+                return Err(Error::DataMismatch(
+                    "a dense layer needs an input with at least one dimension".into(),
+                ))
+            }
+        };
+        Ok(ys.broadcast_add(b)?)
     }
 }
 
@@ -97,6 +119,16 @@ impl DenseStack {
     /// Output size of the last layer.
     pub fn out_dim(&self) -> usize {
         self.layers[self.layers.len() - 1].out_dim()
+    }
+
+    /// Number of layers.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Always false: a stack has at least one layer.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
     }
 
     /// Applies every layer in turn.

@@ -1,4 +1,6 @@
-use super::{CheckpointPolicy, EarlyStopping, LrSchedule};
+use super::{
+    CheckpointPolicy, EarlyStopping, HeadRegularizer, LrSchedule, TrainingMode, UnfreezeSchedule,
+};
 use crate::error::{Error, Result};
 use crate::grad::GradientSource;
 use crate::optim::OptimizerConfig;
@@ -46,6 +48,9 @@ pub enum NonFinitePolicy {
 /// | `lr_schedule` | constant | learning-rate schedule ([`LrSchedule`]) |
 /// | `early_stopping` | `None` | stop `fit` when a metric stops improving ([`EarlyStopping`]) |
 /// | `checkpoint` | `None` | where `fit` writes checkpoints after each epoch ([`CheckpointPolicy`]) |
+/// | `mode` | joint | which tasks a step trains ([`TrainingMode`]: joint, alternating, progressive) |
+/// | `unfreeze` | `None` | layer-wise unfreezing of the encoder ([`UnfreezeSchedule`]) |
+/// | `head_regularizer` | `None` | task-relation penalties on the heads ([`HeadRegularizer`]) |
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainerConfig {
@@ -79,6 +84,15 @@ pub struct TrainerConfig {
     pub early_stopping: Option<EarlyStopping>,
     /// Checkpoints written by `fit` after each epoch.
     pub checkpoint: Option<CheckpointPolicy>,
+    /// Which tasks each step trains.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub mode: TrainingMode,
+    /// Layer-wise unfreezing of the encoder, applied at the start of each epoch.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub unfreeze: Option<UnfreezeSchedule>,
+    /// Task-relation penalties on the heads.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub head_regularizer: Option<HeadRegularizer>,
 }
 
 impl Default for TrainerConfig {
@@ -99,6 +113,9 @@ impl Default for TrainerConfig {
             lr_schedule: LrSchedule::Constant,
             early_stopping: None,
             checkpoint: None,
+            mode: TrainingMode::Joint,
+            unfreeze: None,
+            head_regularizer: None,
         }
     }
 }
@@ -129,6 +146,12 @@ impl TrainerConfig {
                     "must keep at least one checkpoint",
                 ));
             }
+        }
+        if let Some(u) = &self.unfreeze {
+            u.validate()?;
+        }
+        if let Some(r) = &self.head_regularizer {
+            r.validate()?;
         }
         self.optimizer.validate()
     }

@@ -2,6 +2,7 @@
 
 mod checkpoint;
 mod config;
+mod mode;
 mod observer;
 #[cfg(feature = "progress")]
 mod progress;
@@ -11,6 +12,7 @@ mod trainer;
 
 pub use checkpoint::CheckpointPolicy;
 pub use config::{EpochLength, NonFinitePolicy, TrainerConfig};
+pub use mode::{HeadRegularizer, TaskOrder, TrainingMode, UnfreezeSchedule};
 pub use observer::{CsvLog, JsonlLog, Observer};
 #[cfg(feature = "progress")]
 pub use progress::Progress;
@@ -38,6 +40,14 @@ pub enum StepBatch {
     Shared(Batch),
     /// One batch per task, in task order.
     PerTask(Vec<Batch>),
+    /// One batch for one task (index in the model's task order): a step of
+    /// [`TrainingMode::Alternating`] that trains that task alone.
+    Task {
+        /// The task trained.
+        task: usize,
+        /// Its batch.
+        batch: Batch,
+    },
 }
 
 /// Trains a multi-task model: steps, epochs, evaluation.

@@ -96,7 +96,7 @@ fn create(path: &Path) -> Result<BufWriter<File>> {
 }
 
 /// Writes one JSON object per line: `{"type":"step",...}` per step (task losses and weights,
-/// gradient norm, conflicting gradient pairs, skipped) and `{"type":"epoch",...}` per epoch
+/// gradient norm, conflicting gradient pairs, skipped, head penalty) and `{"type":"epoch",...}` per epoch
 /// (mean training losses and weights, evaluation metrics, learning rate, samples/s, skipped
 /// steps). Flushed after every epoch.
 pub struct JsonlLog {
@@ -148,12 +148,13 @@ impl Observer for JsonlLog {
             .map(|g| g.conflicting_pairs.to_string())
             .unwrap_or_else(|| "null".into());
         let text = format!(
-            "{{\"type\": \"step\", \"step\": {}, \"losses\": {}, \"weights\": {weights}, \"grad_norm\": {}, \"conflicting_pairs\": {conflicts}, \"skipped\": {}, \"samples\": {}}}",
+            "{{\"type\": \"step\", \"step\": {}, \"losses\": {}, \"weights\": {weights}, \"grad_norm\": {}, \"conflicting_pairs\": {conflicts}, \"skipped\": {}, \"samples\": {}, \"regularization\": {}}}",
             r.step,
             object(task_names, &r.losses),
             r.grad_norm.map(number).unwrap_or_else(|| "null".into()),
             r.skipped,
-            r.samples
+            r.samples,
+            r.regularization.map(number).unwrap_or_else(|| "null".into())
         );
         self.line(text)
     }
@@ -186,7 +187,7 @@ impl Observer for JsonlLog {
             .map(number)
             .unwrap_or_else(|| "null".into());
         let text = format!(
-            "{{\"type\": \"epoch\", \"epoch\": {}, \"train_losses\": {}, \"mean_weights\": {weights}, \"eval\": {metrics}, \"delta_m\": {delta_m}, \"learning_rate\": {}, \"samples_per_second\": {}, \"seconds\": {}, \"data_seconds\": {}, \"steps\": {}, \"skipped_steps\": {}}}",
+            "{{\"type\": \"epoch\", \"epoch\": {}, \"train_losses\": {}, \"mean_weights\": {weights}, \"eval\": {metrics}, \"delta_m\": {delta_m}, \"learning_rate\": {}, \"samples_per_second\": {}, \"seconds\": {}, \"data_seconds\": {}, \"steps\": {}, \"skipped_steps\": {}, \"regularization\": {}}}",
             r.epoch,
             object(&r.task_names, &r.train_losses),
             number(r.learning_rate),
@@ -194,7 +195,10 @@ impl Observer for JsonlLog {
             number(r.seconds),
             number(r.data_seconds),
             r.steps,
-            r.skipped_steps
+            r.skipped_steps,
+            r.mean_regularization
+                .map(number)
+                .unwrap_or_else(|| "null".into())
         );
         self.line(text)?;
         self.out.flush().map_err(|e| Error::io(&self.path, e))
@@ -242,6 +246,7 @@ impl Observer for CsvLog {
             let mut cols = vec!["step".to_string(), "skipped".into(), "grad_norm".into()];
             cols.extend(names.iter().map(|n| format!("loss_{n}")));
             cols.extend(names.iter().map(|n| format!("weight_{n}")));
+            cols.push("regularization".into());
             writeln!(self.steps, "{}", cols.join(",")).map_err(io)?;
             self.steps_header = true;
         }
@@ -255,6 +260,7 @@ impl Observer for CsvLog {
             Some(w) => cols.extend(w.iter().map(|x| csv_number(*x))),
             None => cols.extend(names.iter().map(|_| String::new())),
         }
+        cols.push(r.regularization.map(csv_number).unwrap_or_default());
         writeln!(self.steps, "{}", cols.join(","))
             .map_err(|e| Error::io(self.dir.join("steps.csv"), e))
     }
@@ -284,6 +290,7 @@ impl Observer for CsvLog {
             .collect();
             cols.extend(r.task_names.iter().map(|n| format!("train_loss_{n}")));
             cols.extend(metric_cols.iter().map(|(c, _, _)| c.clone()));
+            cols.push("regularization".into());
             writeln!(self.epochs, "{}", cols.join(",")).map_err(|e| Error::io(&path, e))?;
             self.epochs_header = true;
         }
@@ -303,6 +310,7 @@ impl Observer for CsvLog {
                 .and_then(|t| t.metric(*metric));
             cols.push(v.map(csv_number).unwrap_or_default());
         }
+        cols.push(r.mean_regularization.map(csv_number).unwrap_or_default());
         writeln!(self.epochs, "{}", cols.join(",")).map_err(|e| Error::io(&path, e))?;
         self.epochs.flush().map_err(|e| Error::io(&path, e))?;
         self.steps

@@ -7,7 +7,8 @@ use crate::metrics::Metric;
 pub struct StepReport {
     /// Global step number (from 0).
     pub step: u64,
-    /// Task losses before the update, in task order.
+    /// Task losses before the update, in task order; NaN for a task the step did not train
+    /// (alternating and progressive modes).
     pub losses: Vec<f64>,
     /// Task weights the strategy chose, or `None` when it returned a combined gradient.
     pub weights: Option<Vec<f64>>,
@@ -18,6 +19,8 @@ pub struct StepReport {
     pub gradient_stats: Option<crate::grad::GradientStats>,
     /// Global gradient norm before clipping, when [`TrainerConfig::max_grad_norm`](super::TrainerConfig::max_grad_norm) is set.
     pub grad_norm: Option<f64>,
+    /// Value of the head penalties ([`HeadRegularizer`](super::HeadRegularizer)), when set.
+    pub regularization: Option<f64>,
     /// True when a non-finite loss or gradient made the step be skipped
     /// ([`NonFinitePolicy::Skip`](super::NonFinitePolicy::Skip)); nothing was updated.
     pub skipped: bool,
@@ -67,8 +70,12 @@ pub struct EpochReport {
     pub epoch: usize,
     /// Task names, in task order.
     pub task_names: Vec<String>,
-    /// Mean training loss of each task over the epoch's steps that were not skipped.
+    /// Mean training loss of each task over the epoch's steps that trained it and were not
+    /// skipped (NaN for a task no step trained).
     pub train_losses: Vec<f64>,
+    /// Mean value of the head penalties over the epoch, when a
+    /// [`HeadRegularizer`](super::HeadRegularizer) is set.
+    pub mean_regularization: Option<f64>,
     /// Mean task weights over the epoch (`None` when the strategy returned directions).
     pub mean_weights: Option<Vec<f64>>,
     /// Steps taken (skipped ones included).

@@ -11,10 +11,12 @@ use super::checkpoint;
 use super::schedule::Plateau;
 use super::{
     EpochLength, EpochReport, EvalReport, FitReport, MultiTaskTrainer, NonFinitePolicy, StepBatch,
-    StepReport, TaskData, TaskEvaluation, TrainerConfig,
+    StepReport, TaskData, TaskEvaluation, TaskOrder, TrainerConfig, TrainingMode,
 };
-use super::{LrSchedule, Observer};
-use crate::data::{prefetch, sequential_batches, shuffled_batches, Batch, TensorDataset};
+use super::{HeadRegularizer, LrSchedule, Observer};
+use crate::data::{
+    mask_name, prefetch, sequential_batches, shuffled_batches, Batch, TensorDataset,
+};
 use crate::encoder::Representation;
 use crate::error::{Error, Result};
 use crate::grad::{
@@ -22,7 +24,7 @@ use crate::grad::{
 };
 use crate::metrics::Metric;
 use crate::metrics::MetricAccumulator;
-use crate::model::{representation_for, MultiTaskModel};
+use crate::model::{representation_for, Component, MultiTaskModel, HEADS_PREFIX};
 use crate::optim::Optimizer;
 use crate::weighting::{
     check_compatible, validate_weights, AfterStep, Decision, InputMode, StepInput, TaskWeighting,
@@ -61,9 +63,12 @@ pub struct Trainer {
     step: u64,
     epoch: usize,
     rng: ChaCha8Rng,
+    /// Tasks trained by joint steps (all of them, or those that joined in progressive mode).
+    active: Vec<usize>,
 }
 
-/// Forward pass of one step: losses, plus what the representation path needs.
+/// Forward pass of one step over the tasks it trains: losses (in the order of those tasks),
+/// plus what the representation path needs.
 struct Forward {
     losses: Vec<Tensor>,
     /// Representation path: encoder outputs (with graph) and their detached leaves.
@@ -88,9 +93,12 @@ impl Trainer {
         meta_validation: Option<TensorDataset>,
     ) -> Result<Self> {
         config.validate()?;
+        config.mode.validate(&model.task_names())?;
+        let active = active_tasks(&config.mode, &model.task_names(), 0);
         let needs = weighting.needs();
+        let strategy_name = weighting.name().to_string();
         let refuse = |reason: String| Error::IncompatibleWeighting {
-            strategy: weighting.name().to_string(),
+            strategy: strategy_name.clone(),
             reason,
         };
         let gradient_source = match config.gradient_source {
@@ -98,13 +106,31 @@ impl Trainer {
             None => needs.gradients.first().copied(),
         };
         let batches_per_step = needs.batches_per_step.clamp(1, MAX_BATCHES_PER_STEP);
+        let names = model.task_names();
         let setup = WeightingSetup {
-            task_names: model.task_names(),
+            task_names: active.iter().map(|&k| names[k].clone()).collect(),
             gradient_source,
             input_mode: config.input_mode,
             batches_per_step,
         };
-        check_compatible(weighting.as_ref(), &setup)?;
+        if let TrainingMode::Alternating(_) = config.mode {
+            if !needs.is_loss_only() || needs.meta_validation || batches_per_step > 1 {
+                return Err(refuse(
+                    "alternating training trains one task per step on its own loss and does not consult                      the strategy; use a loss-based strategy such as 'equal'"
+                        .into(),
+                ));
+            }
+        } else {
+            check_compatible(weighting.as_ref(), &setup)?;
+        }
+        if matches!(config.mode, TrainingMode::Progressive(_))
+            && (needs.meta_validation || batches_per_step > 1)
+        {
+            return Err(refuse(
+                "progressive training supports strategies that take one batch and no validation set"
+                    .into(),
+            ));
+        }
         match gradient_source {
             Some(GradientSource::Representation) if config.input_mode == InputMode::MultiInput => {
                 return Err(refuse(
@@ -144,18 +170,26 @@ impl Trainer {
                     .into(),
             ));
         }
-        weighting.prepare(&setup)?;
+        if !matches!(config.mode, TrainingMode::Alternating(_)) {
+            weighting.prepare(&setup)?;
+        }
         weighting.seed(derive_seed(config.seed, WEIGHTING_SEED_STREAM));
         let weighting_vars: Vec<(String, Var)> = weighting
             .parameters()
             .into_iter()
             .map(|(n, v)| (format!("weighting.{n}"), v))
             .collect();
+        if matches!(config.mode, TrainingMode::Progressive(_)) && !weighting_vars.is_empty() {
+            return Err(refuse(
+                "it learns parameters per task, which progressive training cannot extend when a task joins"
+                    .into(),
+            ));
+        }
         let mut params = model.params().named_vars();
         params.extend(weighting_vars.iter().cloned());
         let optimizer = Optimizer::new(config.optimizer.clone(), params)?;
         let meta_rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, META_SEED_STREAM));
-        Ok(Self {
+        let mut trainer = Self {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             losses_after_step: needs.losses_after_step,
             model,
@@ -173,7 +207,10 @@ impl Trainer {
             epoch_progress: 0.0,
             step: 0,
             epoch: 0,
-        })
+            active,
+        };
+        trainer.apply_unfreeze_schedule()?;
+        Ok(trainer)
     }
 
     /// A trainer whose strategy learns its weights on `validation` (strategies with
@@ -330,9 +367,10 @@ impl Trainer {
         }
         self.optimizer
             .load_state_tensors(&|n| tensors.get(&format!("optim.{n}")).cloned())?;
-        self.weighting.load_state(&strategy_state)?;
         self.step = counters.first().copied().unwrap_or(0).max(0) as u64;
         self.epoch = counters.get(1).copied().unwrap_or(0).max(0) as usize;
+        self.begin_epoch()?;
+        self.weighting.load_state(&strategy_state)?;
         self.rng = rng;
         self.meta_rng = meta_rng;
         if let Some(t) = tensors.get("trainer.lr_scale") {
@@ -404,8 +442,12 @@ impl Trainer {
         self.model.tasks().len()
     }
 
-    /// Inputs and target of task `k` in `batch`.
-    fn task_batch<'b>(&self, batch: &'b StepBatch, k: usize) -> Result<(&'b Tensor, &'b Tensor)> {
+    /// Inputs, target and label mask (if any) of task `k` in `batch`.
+    fn task_batch<'b>(
+        &self,
+        batch: &'b StepBatch,
+        k: usize,
+    ) -> Result<(&'b Tensor, &'b Tensor, Option<&'b Tensor>)> {
         let name = self.model.tasks()[k].name();
         let b = match batch {
             StepBatch::Shared(b) => b,
@@ -416,6 +458,12 @@ impl Trainer {
                     self.num_tasks()
                 ))
             })?,
+            StepBatch::Task { task, batch } if *task == k => batch,
+            StepBatch::Task { task, .. } => {
+                return Err(Error::DataMismatch(format!(
+                    "the step trains task '{name}' but the batch is for task index {task}"
+                )))
+            }
         };
         let target = b.target(name).ok_or_else(|| {
             Error::DataMismatch(format!(
@@ -427,10 +475,24 @@ impl Trainer {
                     .join(", ")
             ))
         })?;
-        Ok((&b.inputs, target))
+        Ok((&b.inputs, target, b.label_mask(name)))
     }
 
     fn check_batch_mode(&self, batch: &StepBatch) -> Result<()> {
+        if let StepBatch::Task { task, .. } = batch {
+            if !matches!(self.config.mode, TrainingMode::Alternating(_)) {
+                return Err(Error::DataMismatch(
+                    "a single-task batch (StepBatch::Task) needs TrainingMode::Alternating".into(),
+                ));
+            }
+            if *task >= self.num_tasks() {
+                return Err(Error::DataMismatch(format!(
+                    "StepBatch::Task names task index {task}, the model has {} tasks",
+                    self.num_tasks()
+                )));
+            }
+            return Ok(());
+        }
         match (batch, self.config.input_mode) {
             (StepBatch::Shared(_), InputMode::SingleInput) => Ok(()),
             (StepBatch::PerTask(bs), InputMode::MultiInput) if bs.len() == self.num_tasks() => {
@@ -457,32 +519,34 @@ impl Trainer {
     fn forward(
         &self,
         batch: &StepBatch,
+        active: &[usize],
         train: bool,
         detach_representation: bool,
     ) -> Result<Forward> {
-        let k_tasks = self.num_tasks();
-        let mut losses = Vec::with_capacity(k_tasks);
+        let mut losses = Vec::with_capacity(active.len());
         let mut encoded = Vec::new();
         let mut leaves = Vec::new();
         let shared_rep = match batch {
-            StepBatch::Shared(b) => Some(self.model.encode(&b.inputs, train)?),
-            StepBatch::PerTask(_) => None,
+            StepBatch::Shared(b) if !self.model.has_stems() => {
+                Some(self.model.encode(&b.inputs, train)?)
+            }
+            _ => None,
         };
         let mut shared_leaf: Option<Var> = None;
-        for k in 0..k_tasks {
-            let (inputs, target) = self.task_batch(batch, k)?;
+        for &k in active {
+            let (inputs, target, mask) = self.task_batch(batch, k)?;
             let own_rep;
             let rep = match &shared_rep {
                 Some(r) => r,
                 None => {
-                    own_rep = self.model.encode(inputs, train)?;
+                    own_rep = self.model.encode_for_task(inputs, k, train)?;
                     &own_rep
                 }
             };
             let z = representation_for(rep, k)?;
             let head_input = if detach_representation {
                 match rep {
-                    Representation::Shared(_) => {
+                    Representation::Shared(_) if shared_rep.is_some() => {
                         if shared_leaf.is_none() {
                             let leaf = Var::from_tensor(&z.detach())?;
                             encoded.push(z.clone());
@@ -494,7 +558,7 @@ impl Trainer {
                             .map(|v| v.as_tensor().clone())
                             .unwrap_or_else(|| z.clone())
                     }
-                    Representation::PerTask(_) => {
+                    _ => {
                         let leaf = Var::from_tensor(&z.detach())?;
                         encoded.push(z.clone());
                         leaves.push(leaf.clone());
@@ -506,7 +570,14 @@ impl Trainer {
             };
             let task = &self.model.tasks()[k];
             let pred = self.model.predict(k, &head_input, train)?;
-            losses.push(task.spec().loss.compute(task.name(), &pred, target)?);
+            let loss = match mask {
+                Some(m) => task
+                    .spec()
+                    .loss
+                    .compute_masked(task.name(), &pred, target, m)?,
+                None => task.spec().loss.compute(task.name(), &pred, target)?,
+            };
+            losses.push(loss);
         }
         Ok(Forward {
             losses,
@@ -514,14 +585,14 @@ impl Trainer {
         })
     }
 
-    fn loss_values(&self, losses: &[Tensor]) -> Result<Vec<f64>> {
+    fn loss_values(&self, losses: &[Tensor], active: &[usize]) -> Result<Vec<f64>> {
         let mut values = Vec::with_capacity(losses.len());
-        for (k, l) in losses.iter().enumerate() {
+        for (j, l) in losses.iter().enumerate() {
             let v = f64::from(l.to_dtype(DType::F32)?.to_scalar::<f32>()?);
             if !v.is_finite() {
                 return Err(Error::NonFinite {
                     quantity: "loss",
-                    task: self.model.tasks()[k].name().to_string(),
+                    task: self.task_name(active, j),
                     step: self.step,
                     value: v,
                 });
@@ -533,12 +604,12 @@ impl Trainer {
 
     /// Checks the per-task gradients are finite (from the Gramian's diagonal) and records
     /// their statistics for the step report.
-    fn check_gradients(&mut self, gradients: &TaskGradients) -> Result<()> {
+    fn check_gradients(&mut self, gradients: &TaskGradients, active: &[usize]) -> Result<()> {
         let stats = GradientStats::from_gramian(&gradients.gramian()?);
-        if let Some((k, v)) = stats.norms.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        if let Some((j, v)) = stats.norms.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(Error::NonFinite {
                 quantity: "gradient",
-                task: self.model.tasks()[k].name().to_string(),
+                task: self.task_name(active, j),
                 step: self.step,
                 value: *v,
             });
@@ -563,6 +634,14 @@ impl Trainer {
         Ok(())
     }
 
+    /// Name of the `j`-th task of `active`.
+    fn task_name(&self, active: &[usize], j: usize) -> String {
+        active
+            .get(j)
+            .and_then(|&k| self.model.tasks().get(k))
+            .map_or_else(|| format!("#{j}"), |t| t.name().to_string())
+    }
+
     fn invalid(&self, reason: impl Into<String>) -> Error {
         Error::InvalidDecision {
             strategy: self.weighting.name().to_string(),
@@ -582,7 +661,7 @@ impl Trainer {
                 return Err(self.invalid("returned a combined gradient but asked for no gradients (Needs::gradients is empty)"))
             }
         };
-        validate_weights(self.weighting.name(), &weights, self.num_tasks())?;
+        validate_weights(self.weighting.name(), &weights, fwd.losses.len())?;
         let mut total: Option<Tensor> = None;
         for (l, &w) in fwd.losses.iter().zip(&weights) {
             let term = l.affine(w, 0.0)?;
@@ -604,8 +683,9 @@ impl Trainer {
         fwd: &Forward,
         losses: &[f64],
         second: Option<&TaskGradients>,
+        active: &[usize],
     ) -> Result<(GradStore, Option<Vec<f64>>)> {
-        let shared = self.model.shared_vars();
+        let shared = self.trainable_shared()?;
         let stores = fwd
             .losses
             .iter()
@@ -617,7 +697,7 @@ impl Trainer {
             .collect::<Result<Vec<_>>>()?;
         let matrix = Tensor::stack(&rows, 0)?;
         let gradients = TaskGradients::new(GradientSource::SharedParameters, matrix)?;
-        self.check_gradients(&gradients)?;
+        self.check_gradients(&gradients, active)?;
         let input = StepInput {
             step: self.step,
             epoch: self.epoch,
@@ -628,7 +708,7 @@ impl Trainer {
         let all_vars = self.model.params().named_vars();
         match self.weighting.decide(&input)? {
             Decision::Weights(w) => {
-                validate_weights(self.weighting.name(), &w, self.num_tasks())?;
+                validate_weights(self.weighting.name(), &w, active.len())?;
                 Ok((weighted_sum(&stores, &w, &all_vars)?, Some(w)))
             }
             Decision::Direction(d) => {
@@ -636,8 +716,8 @@ impl Trainer {
                 let mut combined = GradStore::default();
                 unflatten_into(&d, &shared, &mut combined)
                     .map_err(|e| self.invalid(e.to_string()))?;
-                for (k, store) in stores.iter().enumerate() {
-                    for (_, var) in self.model.head_vars(k) {
+                for (store, &k) in stores.iter().zip(active) {
+                    for (_, var) in self.model.task_vars(k) {
                         if let Some(g) = store.get(&var) {
                             combined.insert(var.as_tensor(), g.clone());
                         }
@@ -653,11 +733,12 @@ impl Trainer {
         &mut self,
         fwd: &Forward,
         losses: &[f64],
+        active: &[usize],
     ) -> Result<(GradStore, Option<Vec<f64>>)> {
         let Some((encoded, leaves)) = &fwd.representation else {
             return Err(self.invalid("representation path without a representation"));
         };
-        let k_tasks = self.num_tasks();
+        let k_tasks = active.len();
         let stores = fwd
             .losses
             .iter()
@@ -685,7 +766,7 @@ impl Trainer {
         }
         let matrix = Tensor::stack(&rows, 0)?;
         let gradients = TaskGradients::new(GradientSource::Representation, matrix)?;
-        self.check_gradients(&gradients)?;
+        self.check_gradients(&gradients, active)?;
         let input = StepInput {
             step: self.step,
             epoch: self.epoch,
@@ -740,10 +821,10 @@ impl Trainer {
         for leaf in leaves {
             combined.remove(leaf.as_tensor());
         }
-        for (k, store) in stores.iter().enumerate() {
-            for (_, var) in self.model.head_vars(k) {
+        for (j, (store, &k)) in stores.iter().zip(active).enumerate() {
+            for (_, var) in self.model.task_vars(k) {
                 if let Some(g) = store.get(&var) {
-                    let g = g.affine(head_weights[k], 0.0)?;
+                    let g = g.affine(head_weights[j], 0.0)?;
                     let g = match combined.remove(var.as_tensor()) {
                         Some(prev) => (prev + g)?,
                         None => g,
@@ -799,14 +880,15 @@ impl Trainer {
         .next()
         .unwrap_or_default();
         let val_batch = StepBatch::Shared(validation.batch(&idx, self.model.device())?);
+        let all_tasks: Vec<usize> = (0..self.num_tasks()).collect();
         let tasks: Vec<usize> = self
             .weighting
             .meta_objective_tasks()
-            .unwrap_or_else(|| (0..self.num_tasks()).collect());
+            .unwrap_or_else(|| all_tasks.clone());
         // Virtual step, then the validation gradient there.
         shift(-alpha, grads)?;
         let result = (|| -> Result<Vec<f64>> {
-            let fwd = self.forward(&val_batch, true, false)?;
+            let fwd = self.forward(&val_batch, &all_tasks, true, false)?;
             let mut objective: Option<Tensor> = None;
             for &k in &tasks {
                 let l = fwd
@@ -841,9 +923,15 @@ impl Trainer {
             let eps = 0.01 / norm_sq.sqrt();
             // Evaluation mode for the two passes, so that dropout masks do not differ.
             shift(eps, &v)?;
-            let plus = self.loss_values(&self.forward(batch, false, false)?.losses)?;
+            let plus = self.loss_values(
+                &self.forward(batch, &all_tasks, false, false)?.losses,
+                &all_tasks,
+            )?;
             shift(-eps, &v)?;
-            let minus = self.loss_values(&self.forward(batch, false, false)?.losses)?;
+            let minus = self.loss_values(
+                &self.forward(batch, &all_tasks, false, false)?.losses,
+                &all_tasks,
+            )?;
             Ok(plus
                 .iter()
                 .zip(&minus)
@@ -858,9 +946,10 @@ impl Trainer {
     /// The per-task shared-parameter gradients of a second, independent batch.
     fn second_batch_gradients(&mut self, batch: &StepBatch) -> Result<TaskGradients> {
         self.check_batch_mode(batch)?;
-        let fwd = self.forward(batch, true, false)?;
-        self.loss_values(&fwd.losses)?;
-        let shared = self.model.shared_vars();
+        let active = self.active.clone();
+        let fwd = self.forward(batch, &active, true, false)?;
+        self.loss_values(&fwd.losses, &active)?;
+        let shared = self.trainable_shared()?;
         let rows = fwd
             .losses
             .iter()
@@ -868,8 +957,22 @@ impl Trainer {
             .collect::<Result<Vec<_>>>()?;
         let gradients =
             TaskGradients::new(GradientSource::SharedParameters, Tensor::stack(&rows, 0)?)?;
-        self.check_gradients(&gradients)?;
+        self.check_gradients(&gradients, &active)?;
         Ok(gradients)
+    }
+
+    /// The shared parameters that are not frozen; an error when the whole encoder is.
+    fn trainable_shared(&self) -> Result<Vec<(String, Var)>> {
+        let shared = self.model.trainable_shared_vars();
+        if shared.is_empty() {
+            return Err(Error::IncompatibleWeighting {
+                strategy: self.weighting.name().to_string(),
+                reason: "it compares shared-parameter gradients but the whole encoder is frozen; \
+                         unfreeze a layer or use a loss-based strategy while it is frozen"
+                    .into(),
+            });
+        }
+        Ok(shared)
     }
 
     fn check_data(&self, data: TaskData<'_>) -> Result<()> {
@@ -915,6 +1018,14 @@ impl Trainer {
                     )));
                 }
                 let as_f64 = target.to_dtype(DType::F64)?;
+                // Unlabelled samples may hold any placeholder: only labelled ones are checked.
+                let as_f64 = match ds.target(&mask_name(task.name())) {
+                    Some(m) => m
+                        .to_dtype(DType::F64)?
+                        .ne(0f64)?
+                        .where_cond(&as_f64, &as_f64.zeros_like()?)?,
+                    None => as_f64,
+                };
                 let max = as_f64.max_all()?.to_scalar::<f64>()?;
                 let min = as_f64.min_all()?.to_scalar::<f64>()?;
                 let classes = task.head().output_dim();
@@ -968,20 +1079,26 @@ impl Trainer {
             .rate(base, self.step, self.epoch, self.epoch_progress);
         self.optimizer.set_learning_rate(lr)?;
         self.last_gradient_stats = None;
+        let active = self.step_tasks(batch)?;
         let samples = match batch {
             StepBatch::Shared(b) => b.len(),
-            StepBatch::PerTask(bs) => bs.iter().map(Batch::len).sum(),
+            StepBatch::PerTask(bs) => active
+                .iter()
+                .filter_map(|&k| bs.get(k))
+                .map(Batch::len)
+                .sum(),
+            StepBatch::Task { batch, .. } => batch.len(),
         };
-        let computed =
-            self.compute_update(batch, second)
-                .and_then(|(losses, mut grads, weights)| {
-                    let grad_norm = match self.config.max_grad_norm {
-                        Some(max) => Some(self.clip_gradients(&mut grads, max)?),
-                        None => None,
-                    };
-                    Ok((losses, grads, weights, grad_norm))
-                });
-        let (losses, grads, weights, grad_norm) = match computed {
+        let computed = self
+            .compute_update(batch, second, &active)
+            .and_then(|mut update| {
+                let grad_norm = match self.config.max_grad_norm {
+                    Some(max) => Some(self.clip_gradients(&mut update.grads, max)?),
+                    None => None,
+                };
+                Ok((update, grad_norm))
+            });
+        let (update, grad_norm) = match computed {
             Ok(c) => c,
             Err(e @ Error::NonFinite { .. }) if self.config.non_finite == NonFinitePolicy::Skip => {
                 // Nothing was applied: parameters, optimiser and strategy are as before.
@@ -993,6 +1110,7 @@ impl Trainer {
                     samples,
                     gradient_stats: self.last_gradient_stats.take(),
                     grad_norm: None,
+                    regularization: None,
                     skipped: true,
                 };
                 self.step += 1;
@@ -1002,22 +1120,68 @@ impl Trainer {
             Err(e) => return Err(e),
         };
         if self.meta_validation.is_some() {
-            self.meta_step(batch, &grads)?;
+            self.meta_step(batch, &update.grads)?;
         }
-        self.apply_update(batch, losses, grads, weights, samples, grad_norm)
+        self.apply_update(batch, &active, update, samples, grad_norm)
     }
 
-    /// Forward, losses (checked finite), the strategy's decision and the gradients it asks for;
-    /// nothing is applied yet.
+    /// The tasks a step on `batch` trains.
+    fn step_tasks(&mut self, batch: &StepBatch) -> Result<Vec<usize>> {
+        let k_tasks = self.num_tasks();
+        match (&self.config.mode, batch) {
+            (_, StepBatch::Task { task, .. }) => Ok(vec![*task]),
+            (TrainingMode::Alternating(TaskOrder::RoundRobin), StepBatch::Shared(_)) => {
+                Ok(vec![(self.step % k_tasks as u64) as usize])
+            }
+            (TrainingMode::Alternating(TaskOrder::Proportional), StepBatch::Shared(_)) => {
+                Ok(vec![self.rng.random_range(0..k_tasks)])
+            }
+            (TrainingMode::Alternating(_), StepBatch::PerTask(_)) => Err(Error::DataMismatch(
+                "alternating training in multi-input mode takes one task's batch per step: \
+                 give StepBatch::Task"
+                    .into(),
+            )),
+            _ => Ok(self.active.clone()),
+        }
+    }
+
+    fn is_alternating(&self) -> bool {
+        matches!(self.config.mode, TrainingMode::Alternating(_))
+    }
+
+    /// Forward, losses (checked finite), the strategy's decision and the gradients it asks for,
+    /// head penalties; nothing is applied yet.
     fn compute_update(
         &mut self,
         batch: &StepBatch,
         second: Option<&StepBatch>,
-    ) -> Result<(Vec<f64>, GradStore, Option<Vec<f64>>)> {
-        let representation = self.gradient_source == Some(GradientSource::Representation);
-        let fwd = self.forward(batch, true, representation)?;
-        let losses = self.loss_values(&fwd.losses)?;
-        let (mut grads, weights) = match self.gradient_source {
+        active: &[usize],
+    ) -> Result<Update> {
+        let alternating = self.is_alternating();
+        let representation =
+            !alternating && self.gradient_source == Some(GradientSource::Representation);
+        let fwd = self.forward(batch, active, true, representation)?;
+        let losses = self.loss_values(&fwd.losses, active)?;
+        let source = if alternating {
+            None
+        } else {
+            self.gradient_source
+        };
+        let (mut grads, weights) = match source {
+            None if alternating => {
+                let mut total: Option<Tensor> = None;
+                for l in &fwd.losses {
+                    total = Some(match total {
+                        Some(t) => (t + l)?,
+                        None => l.clone(),
+                    });
+                }
+                let grads = match total {
+                    Some(t) => t.backward()?,
+                    None => GradStore::default(),
+                };
+                (grads, Some(vec![1.0; fwd.losses.len()]))
+            }
             None => {
                 let input = StepInput {
                     step: self.step,
@@ -1033,11 +1197,13 @@ impl Trainer {
                     Some(b) => Some(self.second_batch_gradients(b)?),
                     None => None,
                 };
-                self.shared_parameter_update(&fwd, &losses, second_gradients.as_ref())?
+                self.shared_parameter_update(&fwd, &losses, second_gradients.as_ref(), active)?
             }
-            Some(GradientSource::Representation) => self.representation_update(&fwd, &losses)?,
+            Some(GradientSource::Representation) => {
+                self.representation_update(&fwd, &losses, active)?
+            }
         };
-        if !self.weighting_vars.is_empty() {
+        if !self.weighting_vars.is_empty() && !alternating {
             let detached = fwd.losses.iter().map(Tensor::detach).collect::<Vec<_>>();
             if let Some(aux) = self.weighting.auxiliary_loss(&detached)? {
                 let aux_grads = aux.backward()?;
@@ -1048,7 +1214,90 @@ impl Trainer {
                 }
             }
         }
-        Ok((losses, grads, weights))
+        let regularization = match self.config.head_regularizer {
+            Some(r) => Some(self.add_head_penalty(&r, active, &mut grads)?),
+            None => None,
+        };
+        // Frozen parameters of layers that do not read them through `Param` may still have
+        // received a gradient: they are not updated either way.
+        for (name, var) in self.model.params().named_vars() {
+            if self.model.is_frozen(&name) {
+                grads.remove(var.as_tensor());
+            }
+        }
+        Ok(Update {
+            losses,
+            grads,
+            weights,
+            regularization,
+        })
+    }
+
+    /// Adds the gradient of the head penalties to `grads`; returns the penalty's value.
+    fn add_head_penalty(
+        &self,
+        r: &HeadRegularizer,
+        active: &[usize],
+        grads: &mut GradStore,
+    ) -> Result<f64> {
+        // Same-named, same-shaped head parameters are grouped for the pull towards their mean.
+        let mut groups: Vec<(String, Vec<Tensor>)> = Vec::new();
+        let mut vars = Vec::new();
+        let mut l1: Option<Tensor> = None;
+        for &k in active {
+            let prefix = format!("{HEADS_PREFIX}.{}.", self.model.tasks()[k].name());
+            for (name, var) in self.model.head_vars(k) {
+                if self.model.is_frozen(&name) {
+                    continue;
+                }
+                let inner = name.strip_prefix(&prefix).unwrap_or(&name).to_string();
+                let t = var.as_tensor().clone();
+                if r.l1 > 0.0 && inner.ends_with("weight") {
+                    let term = t.abs()?.sum_all()?;
+                    l1 = Some(match l1 {
+                        Some(a) => (a + term)?,
+                        None => term,
+                    });
+                }
+                let key = format!("{inner}{:?}", t.dims());
+                match groups.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, members)) => members.push(t),
+                    None => groups.push((key, vec![t])),
+                }
+                vars.push(var);
+            }
+        }
+        let mut penalty: Option<Tensor> = l1.map(|a| a.affine(r.l1, 0.0)).transpose()?;
+        if r.mean_l2 > 0.0 {
+            for (_, members) in groups.iter().filter(|(_, m)| m.len() > 1) {
+                let stacked = Tensor::stack(members, 0)?;
+                let mean = stacked.mean_keepdim(0)?;
+                let term = stacked
+                    .broadcast_sub(&mean)?
+                    .sqr()?
+                    .sum_all()?
+                    .affine(r.mean_l2, 0.0)?;
+                penalty = Some(match penalty {
+                    Some(p) => (p + term)?,
+                    None => term,
+                });
+            }
+        }
+        let Some(penalty) = penalty else {
+            return Ok(0.0);
+        };
+        let value = f64::from(penalty.to_dtype(DType::F32)?.to_scalar::<f32>()?);
+        let penalty_grads = penalty.backward()?;
+        for var in vars {
+            if let Some(g) = penalty_grads.get(&var) {
+                let g = match grads.remove(var.as_tensor()) {
+                    Some(prev) => (prev + g)?,
+                    None => g.clone(),
+                };
+                grads.insert(var.as_tensor(), g);
+            }
+        }
+        Ok(value)
     }
 
     /// Scales `grads` so that their global L2 norm is at most `max`; returns the norm before.
@@ -1090,31 +1339,52 @@ impl Trainer {
     fn apply_update(
         &mut self,
         batch: &StepBatch,
-        losses: Vec<f64>,
-        grads: GradStore,
-        weights: Option<Vec<f64>>,
+        active: &[usize],
+        update: Update,
         samples: usize,
         grad_norm: Option<f64>,
     ) -> Result<StepReport> {
+        let Update {
+            losses,
+            grads,
+            weights,
+            regularization,
+        } = update;
         self.optimizer.step(&grads)?;
-        let losses_after = if self.losses_after_step {
-            let after = self.forward(batch, false, false)?;
-            Some(self.loss_values(&after.losses)?)
-        } else {
-            None
-        };
-        self.weighting.after_step(&AfterStep {
-            step: self.step,
-            losses_before: &losses,
-            losses_after: losses_after.as_deref(),
-        })?;
+        if !self.is_alternating() {
+            let losses_after = if self.losses_after_step {
+                let after = self.forward(batch, active, false, false)?;
+                Some(self.loss_values(&after.losses, active)?)
+            } else {
+                None
+            };
+            self.weighting.after_step(&AfterStep {
+                step: self.step,
+                losses_before: &losses,
+                losses_after: losses_after.as_deref(),
+            })?;
+        }
+        // Reports are in the model's task order: NaN loss and weight 0 for tasks not trained.
+        let k_tasks = self.num_tasks();
+        let mut all_losses = vec![f64::NAN; k_tasks];
+        for (&k, &l) in active.iter().zip(&losses) {
+            all_losses[k] = l;
+        }
+        let weights = weights.map(|w| {
+            let mut all = vec![0.0; k_tasks];
+            for (&k, &wk) in active.iter().zip(&w) {
+                all[k] = wk;
+            }
+            all
+        });
         let report = StepReport {
             step: self.step,
-            losses,
+            losses: all_losses,
             weights,
             samples,
             gradient_stats: self.last_gradient_stats.take(),
             grad_norm,
+            regularization,
             skipped: false,
         };
         self.step += 1;
@@ -1132,10 +1402,13 @@ impl Trainer {
         eval: Option<(TaskData<'_>, u64)>,
     ) -> Result<EpochReport> {
         self.check_data(data)?;
+        self.begin_epoch()?;
         let device = self.model.device().clone();
         let k_tasks = self.num_tasks();
         let start = Instant::now();
         let mut loss_sums = vec![0.0; k_tasks];
+        let mut loss_counts = vec![0usize; k_tasks];
+        let mut regularization_sum: Option<f64> = None;
         let mut weight_sums: Option<Vec<f64>> = Some(vec![0.0; k_tasks]);
         let (mut steps, mut samples) = (0usize, 0usize);
         let mut skipped = 0usize;
@@ -1147,8 +1420,14 @@ impl Trainer {
                 skipped += 1;
                 return;
             }
-            for (s, l) in loss_sums.iter_mut().zip(&r.losses) {
-                *s += l;
+            for ((s, c), l) in loss_sums.iter_mut().zip(&mut loss_counts).zip(&r.losses) {
+                if l.is_finite() {
+                    *s += l;
+                    *c += 1;
+                }
+            }
+            if let Some(p) = r.regularization {
+                *regularization_sum.get_or_insert(0.0) += p;
             }
             match (&mut weight_sums, &r.weights) {
                 (Some(ws), Some(w)) => ws.iter_mut().zip(w).for_each(|(s, w)| *s += w),
@@ -1196,6 +1475,7 @@ impl Trainer {
                 steps_plan
             }
         };
+        let (plan, plan_tasks) = self.assign_tasks(plan, data)?;
         if plan.len() < self.batches_per_step {
             return Err(Error::DataMismatch(format!(
                 "the epoch has {} batches of {} samples, fewer than the {} a step of '{}' takes",
@@ -1216,6 +1496,15 @@ impl Trainer {
         };
         let shared = matches!(data, TaskData::Shared(_));
         let produce = |i: usize| -> Result<StepBatch> {
+            if let Some(k) = plan_tasks[i] {
+                let ds = if shared { datasets[0] } else { datasets[k] };
+                let idx = plan[i].first().map(Vec::as_slice).unwrap_or(&[]);
+                let batch = match augment_rng.as_mut() {
+                    Some(rng) => ds.training_batch(idx, &Device::Cpu, rng)?,
+                    None => ds.batch(idx, &Device::Cpu)?,
+                };
+                return Ok(StepBatch::Task { task: k, batch });
+            }
             let batches = plan[i]
                 .iter()
                 .zip(&datasets)
@@ -1250,6 +1539,10 @@ impl Trainer {
                         .map(|b| b.to_device(&device))
                         .collect::<Result<Vec<_>>>()?,
                 ),
+                StepBatch::Task { task, batch } => StepBatch::Task {
+                    task,
+                    batch: batch.to_device(&device)?,
+                },
             })
         };
         let total_groups = (plan.len() / group).max(1);
@@ -1292,12 +1585,20 @@ impl Trainer {
         let seconds = start.elapsed().as_secs_f64();
         let applied = (steps - skipped).max(1) as f64;
         let mean = |v: Vec<f64>| v.into_iter().map(|s| s / applied).collect::<Vec<_>>();
-        let train_losses = mean(loss_sums);
-        self.weighting.end_epoch(self.epoch, &train_losses)?;
+        let train_losses: Vec<f64> = loss_sums
+            .iter()
+            .zip(&loss_counts)
+            .map(|(s, &c)| if c > 0 { s / c as f64 } else { f64::NAN })
+            .collect();
+        if !self.is_alternating() {
+            let active_means: Vec<f64> = self.active.iter().map(|&k| train_losses[k]).collect();
+            self.weighting.end_epoch(self.epoch, &active_means)?;
+        }
         let report = EpochReport {
             epoch: self.epoch,
             task_names: self.model.task_names(),
             train_losses,
+            mean_regularization: regularization_sum.map(|s| s / applied),
             mean_weights: weight_sums.map(mean),
             steps,
             skipped_steps: skipped,
@@ -1310,6 +1611,128 @@ impl Trainer {
         };
         self.epoch += 1;
         Ok(report)
+    }
+}
+
+impl Trainer {
+    /// In alternating mode, gives each planned step the task it trains: multi-input epochs
+    /// interleave every task's batches (round-robin or in a seeded proportional order),
+    /// single-input epochs rotate (or draw) the task over the shared batches. Other modes
+    /// leave the plan as it is (`None`: the step trains the active tasks).
+    #[allow(clippy::type_complexity)]
+    fn assign_tasks(
+        &mut self,
+        plan: Vec<Vec<Vec<u32>>>,
+        data: TaskData<'_>,
+    ) -> Result<(Vec<Vec<Vec<u32>>>, Vec<Option<usize>>)> {
+        let TrainingMode::Alternating(order) = self.config.mode.clone() else {
+            let n = plan.len();
+            return Ok((plan, vec![None; n]));
+        };
+        let k_tasks = self.num_tasks();
+        match data {
+            TaskData::Shared(_) => {
+                let tasks = (0..plan.len())
+                    .map(|i| {
+                        Some(match order {
+                            TaskOrder::RoundRobin => {
+                                ((self.step + i as u64) % k_tasks as u64) as usize
+                            }
+                            TaskOrder::Proportional => self.rng.random_range(0..k_tasks),
+                        })
+                    })
+                    .collect();
+                Ok((plan, tasks))
+            }
+            TaskData::PerTask(dss) => {
+                // Each task's data exactly once per epoch.
+                let mut per_task: Vec<std::collections::VecDeque<Vec<u32>>> = dss
+                    .iter()
+                    .map(|ds| self.batch_plan(ds.len()).into_iter().collect())
+                    .collect();
+                let mut sequence: Vec<usize> = Vec::new();
+                match order {
+                    TaskOrder::RoundRobin => {
+                        let longest = per_task.iter().map(|q| q.len()).max().unwrap_or(0);
+                        for round in 0..longest {
+                            for (k, q) in per_task.iter().enumerate() {
+                                if round < q.len() {
+                                    sequence.push(k);
+                                }
+                            }
+                        }
+                    }
+                    TaskOrder::Proportional => {
+                        for (k, q) in per_task.iter().enumerate() {
+                            sequence.extend(std::iter::repeat_n(k, q.len()));
+                        }
+                        use rand::seq::SliceRandom;
+                        sequence.shuffle(&mut self.rng);
+                    }
+                }
+                let mut steps = Vec::with_capacity(sequence.len());
+                let mut tasks = Vec::with_capacity(sequence.len());
+                for k in sequence {
+                    let idx = per_task[k].pop_front().unwrap_or_default();
+                    steps.push(vec![idx]);
+                    tasks.push(Some(k));
+                }
+                Ok((steps, tasks))
+            }
+        }
+    }
+
+    /// Brings the epoch-dependent state up to date: the tasks that have joined (progressive
+    /// mode; the strategy is re-prepared for them when they change) and the encoder layers
+    /// released by the unfreezing schedule.
+    fn begin_epoch(&mut self) -> Result<()> {
+        if matches!(self.config.mode, TrainingMode::Progressive(_)) {
+            let names = self.model.task_names();
+            let active = active_tasks(&self.config.mode, &names, self.epoch);
+            if active != self.active {
+                let setup = WeightingSetup {
+                    task_names: active.iter().map(|&k| names[k].clone()).collect(),
+                    gradient_source: self.gradient_source,
+                    input_mode: self.config.input_mode,
+                    batches_per_step: self.batches_per_step,
+                };
+                check_compatible(self.weighting.as_ref(), &setup)?;
+                self.weighting.prepare(&setup)?;
+                self.weighting.seed(derive_seed(
+                    self.config.seed,
+                    WEIGHTING_SEED_STREAM + 16 * self.epoch as u64,
+                ));
+                self.active = active;
+            }
+        }
+        self.apply_unfreeze_schedule()
+    }
+
+    /// Freezes the encoder and releases the top layers the schedule allows at this epoch.
+    fn apply_unfreeze_schedule(&mut self) -> Result<()> {
+        let Some(schedule) = self.config.unfreeze else {
+            return Ok(());
+        };
+        let released = schedule.released_layers(self.epoch);
+        let groups = self.model.encoder().layer_groups();
+        self.model.freeze(&Component::Encoder)?;
+        if released == 0 {
+            return Ok(());
+        }
+        if groups.is_empty() || released >= groups.len() {
+            self.model.unfreeze(&Component::Encoder)?;
+        } else {
+            for g in groups.iter().rev().take(released) {
+                self.model.unfreeze(&Component::EncoderLayer(g.clone()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The tasks that train in the current epoch, in task order.
+    pub fn active_tasks(&self) -> Vec<String> {
+        let names = self.model.task_names();
+        self.active.iter().map(|&k| names[k].clone()).collect()
     }
 }
 
@@ -1441,18 +1864,39 @@ impl MultiTaskTrainer for Trainer {
         let mut accs = vec![MetricAccumulator::default(); tasks.len()];
         let mut loss_sums = vec![0.0; tasks.len()];
         let mut counts = vec![0usize; tasks.len()];
-        let mut add = |k: usize, pred: &Tensor, target: &Tensor| -> Result<()> {
-            let task = &tasks[k];
-            let n = target.dims().first().copied().unwrap_or(0);
-            let loss = task.spec().loss.compute(task.name(), pred, target)?;
-            loss_sums[k] += f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?) * n as f64;
-            counts[k] += n;
-            if task.spec().loss.is_classification() {
-                accs[k].add_classification(task.name(), pred, target)
-            } else {
-                accs[k].add_regression(task.name(), pred, target)
-            }
-        };
+        let mut add =
+            |k: usize, pred: &Tensor, target: &Tensor, mask: Option<&Tensor>| -> Result<()> {
+                let task = &tasks[k];
+                let (pred, target) = match mask {
+                    Some(m) => {
+                        let keep: Vec<u32> = m
+                            .to_dtype(DType::F32)?
+                            .to_vec1::<f32>()?
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, v)| **v != 0.0)
+                            .map(|(i, _)| i as u32)
+                            .collect();
+                        if keep.is_empty() {
+                            return Ok(());
+                        }
+                        let idx = Tensor::new(keep.as_slice(), pred.device())?;
+                        (pred.index_select(&idx, 0)?, target.index_select(&idx, 0)?)
+                    }
+                    None => (pred.clone(), target.clone()),
+                };
+                let (pred, target) = (&pred, &target);
+                let n = target.dims().first().copied().unwrap_or(0);
+                let loss = task.spec().loss.compute(task.name(), pred, target)?;
+                loss_sums[k] +=
+                    f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?) * n as f64;
+                counts[k] += n;
+                if task.spec().loss.is_classification() {
+                    accs[k].add_classification(task.name(), pred, target)
+                } else {
+                    accs[k].add_regression(task.name(), pred, target)
+                }
+            };
         match data {
             TaskData::Shared(ds) => {
                 for idx in sequential_batches(ds.len(), self.config.eval_batch_size) {
@@ -1462,7 +1906,7 @@ impl MultiTaskTrainer for Trainer {
                         let target = b.target(tasks[k].name()).ok_or_else(|| {
                             Error::DataMismatch(format!("no target for task '{}'", tasks[k].name()))
                         })?;
-                        add(k, pred, target)?;
+                        add(k, pred, target, b.label_mask(tasks[k].name()))?;
                     }
                 }
             }
@@ -1470,12 +1914,12 @@ impl MultiTaskTrainer for Trainer {
                 for (k, ds) in dss.iter().enumerate() {
                     for idx in sequential_batches(ds.len(), self.config.eval_batch_size) {
                         let b = ds.batch(&idx, &device)?;
-                        let rep = self.model.encode(&b.inputs, false)?;
+                        let rep = self.model.encode_for_task(&b.inputs, k, false)?;
                         let pred = self.model.predict(k, representation_for(&rep, k)?, false)?;
                         let target = b.target(tasks[k].name()).ok_or_else(|| {
                             Error::DataMismatch(format!("no target for task '{}'", tasks[k].name()))
                         })?;
-                        add(k, &pred, target)?;
+                        add(k, &pred, target, b.label_mask(tasks[k].name()))?;
                     }
                 }
             }
@@ -1497,6 +1941,26 @@ impl MultiTaskTrainer for Trainer {
             .collect();
         Ok(EvalReport { tasks })
     }
+}
+
+/// What one step computed before anything is applied: losses and weights of the tasks it
+/// trains (in their order), the gradients, the head penalty.
+struct Update {
+    losses: Vec<f64>,
+    grads: GradStore,
+    weights: Option<Vec<f64>>,
+    regularization: Option<f64>,
+}
+
+/// The tasks that train at `epoch` under `mode` (every task except those a progressive
+/// schedule has not let in yet).
+fn active_tasks(mode: &TrainingMode, names: &[String], epoch: usize) -> Vec<usize> {
+    names
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| mode.join_epoch(n) <= epoch)
+        .map(|(k, _)| k)
+        .collect()
 }
 
 /// Salt of the seed that draws meta-validation batches.
