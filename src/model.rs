@@ -1,5 +1,8 @@
 //! A multi-task model: one shared encoder and one head per task (hard parameter sharing).
 
+use std::collections::HashMap;
+use std::path::Path;
+
 use candle_core::{Device, Tensor, Var};
 
 use crate::encoder::{InputStem, Representation, SharedEncoder};
@@ -15,7 +18,10 @@ pub const HEADS_PREFIX: &str = "heads";
 /// Prefix of the per-task input stems' parameters (`stems.<task>.*`).
 pub const STEMS_PREFIX: &str = "stems";
 
-/// A part of a model that can be frozen or released as a whole.
+/// Format tag of files written by [`MultiTaskModel::save_component`].
+const COMPONENT_FORMAT: &str = "candle-mtl-component/1";
+
+/// A part of a model that can be frozen, released, saved or loaded as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Component {
     /// The whole shared encoder (`encoder.*`).
@@ -195,6 +201,103 @@ impl MultiTaskModel {
     /// True when parameter `name` is frozen.
     pub fn is_frozen(&self, name: &str) -> bool {
         self.params.is_frozen(name)
+    }
+
+    /// The parameters of `component`, named relative to it (`conv0.weight` for the encoder's
+    /// `encoder.conv0.weight`), sorted by name.
+    fn component_vars(&self, component: &Component) -> Vec<(String, Var)> {
+        let prefix = format!("{}.", component.prefix());
+        self.params
+            .named_vars()
+            .into_iter()
+            .filter_map(|(n, v)| n.strip_prefix(&prefix).map(|r| (r.to_string(), v)))
+            .collect()
+    }
+
+    /// Writes the parameters of `component` (for example the encoder, to reuse it in another
+    /// model: transfer learning) to a safetensors file, atomically. Names are relative to the
+    /// component, so a head saved from one task can be loaded into a task of another name.
+    pub fn save_component(&self, component: &Component, path: impl AsRef<Path>) -> Result<()> {
+        let vars = self.component_vars(component);
+        if vars.is_empty() {
+            return Err(Error::config(
+                "component",
+                format!("{component:?}"),
+                "has no parameters to save",
+            ));
+        }
+        let tensors = vars
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().clone()))
+            .collect();
+        let metadata = HashMap::from([
+            ("format".to_string(), COMPONENT_FORMAT.to_string()),
+            ("component".to_string(), component.prefix()),
+        ]);
+        crate::train::checkpoint::save(path.as_ref(), tensors, metadata)
+    }
+
+    /// Loads parameters written by [`save_component`](MultiTaskModel::save_component) into
+    /// `component`, which must have the same parameter names and shapes; refuses, changing
+    /// nothing, a file that differs, listing every difference. Returns the number of
+    /// parameters loaded.
+    pub fn load_component(&self, component: &Component, path: impl AsRef<Path>) -> Result<usize> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| Error::malformed(path, format!("not a safetensors file: {e}")))?;
+        let metadata = meta.metadata().clone().unwrap_or_default();
+        if metadata.get("format").map(String::as_str) != Some(COMPONENT_FORMAT) {
+            return Err(Error::malformed(
+                path,
+                format!(
+                    "not a saved model component (format {:?}, expected {COMPONENT_FORMAT})",
+                    metadata.get("format")
+                ),
+            ));
+        }
+        let tensors = candle_core::safetensors::load_buffer(&bytes, self.device())
+            .map_err(|e| Error::malformed(path, format!("damaged file: {e}")))?;
+        let vars = self.component_vars(component);
+        let mut differences = Vec::new();
+        for (name, var) in &vars {
+            match tensors.get(name) {
+                None => {
+                    differences.push(format!("{name} {:?} is missing from the file", var.dims()))
+                }
+                Some(t) if t.dims() != var.dims() => differences.push(format!(
+                    "{name}: file {:?}, model {:?}",
+                    t.dims(),
+                    var.dims()
+                )),
+                Some(_) => {}
+            }
+        }
+        for (name, t) in &tensors {
+            if !vars.iter().any(|(n, _)| n == name) {
+                differences.push(format!(
+                    "{name} {:?} is in the file but not in the model",
+                    t.dims()
+                ));
+            }
+        }
+        if !differences.is_empty() {
+            differences.sort();
+            return Err(Error::malformed(
+                path,
+                format!(
+                    "does not match {component:?} (saved from {}):\n  {}",
+                    metadata.get("component").map_or("?", String::as_str),
+                    differences.join("\n  ")
+                ),
+            ));
+        }
+        for (name, var) in &vars {
+            if let Some(t) = tensors.get(name) {
+                var.set(&t.to_dtype(var.dtype())?)?;
+            }
+        }
+        Ok(vars.len())
     }
 
     fn vars_with_prefix(&self, prefix: &str) -> Vec<(String, Var)> {

@@ -2,38 +2,13 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use common::{fixture_dir, temp_dir};
-
-/// `target/<profile>/examples/mnist_cls_reg`, built by `cargo test` before the tests run.
-fn example_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?.parent()?;
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("mnist_cls_reg{}", std::env::consts::EXE_SUFFIX));
-    bin.is_file().then_some(bin)
-}
-
-fn json_number(json: &str, key: &str) -> f64 {
-    let start = json
-        .find(&format!("\"{key}\": "))
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + key.len()
-        + 4;
-    let rest = &json[start..];
-    let end = rest.find([',', '}', '\n']).unwrap();
-    rest[..end]
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
-}
+use common::{example_binary, fixture_dir, json_number, temp_dir};
 
 #[test]
 fn example_trains_on_the_fixture_and_writes_its_summary() {
-    let Some(bin) = example_binary() else {
+    let Some(bin) = example_binary("mnist_cls_reg") else {
         eprintln!("skipped: the example binary was not found next to the test binary");
         return;
     };
@@ -80,7 +55,7 @@ fn example_trains_on_the_fixture_and_writes_its_summary() {
 
 #[test]
 fn example_reports_bad_input_without_panicking() {
-    let Some(bin) = example_binary() else {
+    let Some(bin) = example_binary("mnist_cls_reg") else {
         eprintln!("skipped: the example binary was not found next to the test binary");
         return;
     };

@@ -558,3 +558,80 @@ fn alternating_refuses_gradient_strategies_and_progressive_refuses_learned_weigh
     .expect("refused");
     assert!(err.to_string().contains("progressive"), "{err}");
 }
+
+#[test]
+fn components_save_and_load_between_models_and_mismatches_are_listed() -> Result<()> {
+    let dir = common::temp_dir("components");
+    let source = common::mlp_model(11);
+    let target = common::mlp_model(12);
+    let file = dir.join("encoder.safetensors");
+    source.save_component(&Component::Encoder, &file)?;
+    assert_ne!(snapshot(&source)[0], snapshot(&target)[0]);
+    assert_eq!(target.load_component(&Component::Encoder, &file)?, 2);
+    let enc = |m: &MultiTaskModel| {
+        snapshot(m)
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("encoder."))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(enc(&source), enc(&target));
+    // A head saved from one task loads into another task of the same shape.
+    let head = dir.join("head.safetensors");
+    source.save_component(&Component::Head("digit".into()), &head)?;
+    let renamed = MultiTaskModel::builder(&Device::Cpu, 14)
+        .encoder(|p| {
+            Mlp::new(
+                &MlpConfig {
+                    hidden: vec![64],
+                    ..Default::default()
+                },
+                p,
+            )
+        })?
+        .task(TaskSpec::classification("label"), |p| {
+            LinearHead::new(64, 10, p)
+        })?
+        .build()?;
+    assert_eq!(
+        renamed.load_component(&Component::Head("label".into()), &head)?,
+        2
+    );
+    let (_, twins) = twin_head_data_and_model(0);
+    let err = twins
+        .load_component(&Component::Head("next".into()), &head)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("linear.weight: file [10, 64], model [10, 32]"),
+        "{err}"
+    );
+    // An encoder of another width is refused, naming the file, the tensors and both shapes,
+    // and nothing is changed.
+    let other = MultiTaskModel::builder(&Device::Cpu, 13)
+        .encoder(|p| {
+            Mlp::new(
+                &MlpConfig {
+                    hidden: vec![32],
+                    ..Default::default()
+                },
+                p,
+            )
+        })?
+        .task(TaskSpec::classification("digit"), |p| {
+            LinearHead::new(32, 10, p)
+        })?
+        .build()?;
+    let before = snapshot(&other);
+    let err = other
+        .load_component(&Component::Encoder, &file)
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("encoder.safetensors")
+            && text.contains("layer0.weight")
+            && text.contains("[64, 784]"),
+        "{text}"
+    );
+    assert_eq!(before, snapshot(&other));
+    Ok(())
+}

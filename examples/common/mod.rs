@@ -90,7 +90,7 @@ pub fn locate_dataset(
     fallback: Option<&str>,
 ) -> candle_mtl::Result<(PathBuf, String)> {
     if let Some(dir) = explicit {
-        return Ok((PathBuf::from(dir), "from --data-dir".into()));
+        return Ok((PathBuf::from(dir), "given on the command line".into()));
     }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     if std::env::var_os("CANDLE_MTL_DATA").is_none() {

@@ -5,9 +5,11 @@
 //! is paired with.
 
 mod linear;
+mod log_softmax;
 mod mlp;
 
 pub use linear::LinearHead;
+pub use log_softmax::LogSoftmaxHead;
 pub use mlp::MlpHead;
 
 use candle_core::Tensor;

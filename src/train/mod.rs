@@ -1,6 +1,6 @@
 //! Training: the [`MultiTaskTrainer`] trait and the built-in [`Trainer`].
 
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod config;
 mod mode;
 mod observer;
