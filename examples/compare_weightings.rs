@@ -16,11 +16,11 @@ mod common;
 
 use std::time::Instant;
 
-use candle_mtl::data::{compose_pairs, load_mnist, ComposeConfig, ImageDataset, StandardDataset};
 use candle_mtl::metrics::delta_m;
 use candle_mtl::prelude::*;
 use candle_mtl::weighting::by_name;
-use common::{build_trainer, json_number, json_string, locate_dataset, main_with, Args};
+use common::multi::multi_digits;
+use common::{build_trainer, json_number, json_string, main_with, Args};
 
 const USAGE: &str = "compare_weightings: task-weighting strategies on Multi-Fashion / Multi-MNIST
 
@@ -46,40 +46,6 @@ struct Row {
     accuracy: [f64; 2],
     delta_m: Option<f64>,
     seconds_per_step: f64,
-}
-
-fn source(args: &Args, which: StandardDataset) -> Result<candle_mtl::data::Mnist> {
-    let (flag, local) = match which {
-        StandardDataset::FashionMnist => ("fashion-dir", "../shared/data/fashion-mnist"),
-        _ => ("mnist-dir", "../shared/data/mnist-10k"),
-    };
-    let (dir, how) = locate_dataset(which, args.get(flag), &[local], None)?;
-    println!("{}: {} ({how})", which.name(), dir.display());
-    load_mnist(dir)
-}
-
-fn composites(
-    left: &ImageDataset,
-    right: &ImageDataset,
-    count: usize,
-    same_source: bool,
-    seed: u64,
-) -> Result<TensorDataset> {
-    let config = ComposeConfig {
-        count,
-        different_classes: same_source,
-        seed,
-        ..Default::default()
-    };
-    let c = compose_pairs(left, right, &config)?;
-    let right_labels = candle_core::Tensor::from_slice(
-        &c.right_labels,
-        c.right_labels.len(),
-        &candle_core::Device::Cpu,
-    )?;
-    TensorDataset::from_images(&c.images, Normalize::new(vec![0.1], vec![0.25])?)?
-        .with_target("left", c.images.labels_tensor()?)?
-        .with_target("right", right_labels)
 }
 
 fn model(tasks: &[&str], device: &candle_core::Device, seed: u64) -> Result<MultiTaskModel> {
@@ -143,30 +109,7 @@ fn main_inner(args: &Args) -> Result<()> {
     for n in &names {
         by_name(n)?;
     }
-    let (left, right, same) = match dataset {
-        "multi-fashion" => {
-            let f = source(args, StandardDataset::FashionMnist)?;
-            ((f.train.clone(), f.test.clone()), (f.train, f.test), true)
-        }
-        "multi-mnist" => {
-            let m = source(args, StandardDataset::Mnist)?;
-            ((m.train.clone(), m.test.clone()), (m.train, m.test), true)
-        }
-        "multi-fashion-mnist" => {
-            let f = source(args, StandardDataset::FashionMnist)?;
-            let m = source(args, StandardDataset::Mnist)?;
-            ((f.train, f.test), (m.train, m.test), false)
-        }
-        other => {
-            return Err(Error::config(
-                "--dataset",
-                other,
-                "expected multi-fashion, multi-mnist or multi-fashion-mnist",
-            ))
-        }
-    };
-    let train = composites(&left.0, &right.0, n_train, same, seed)?;
-    let test = composites(&left.1, &right.1, n_test, same, seed + 1)?;
+    let (train, test) = multi_digits(args, dataset, n_train, n_test, seed)?;
     let device = best_device(false);
     let config = TrainerConfig {
         optimizer: OptimizerConfig::adam(lr),

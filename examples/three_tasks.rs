@@ -18,6 +18,7 @@ use candle_mtl::data::{load_mnist, ImageDataset, StandardDataset};
 use candle_mtl::device::describe;
 use candle_mtl::head::LogSoftmaxHead;
 use candle_mtl::prelude::*;
+use candle_mtl::train::TrainingMode;
 use candle_mtl::weighting::by_name;
 use common::{locate_dataset, main_with, peak_memory_mib, Args};
 
@@ -32,6 +33,9 @@ USAGE: cargo run --release --example three_tasks -- [FLAGS]
   --lr X                Adam learning rate (default 1e-3)
   --hidden A,B          encoder widths (default 256,128)
   --weighting NAME      fixed:W_DIGIT,W_VALUE,W_PARITY (default fixed:1,0.1,1) or any strategy
+  --parity-joins E      progressive training: parity joins at epoch E (counted from 0), the
+                        other tasks train from the start; prints the old tasks' test metrics
+                        before and after it joined (default weighting then inverse-loss)
   --seed N              seed (default 0)
   --cpu                 train on the CPU even when a GPU is available";
 
@@ -68,7 +72,20 @@ fn run(args: &Args) -> Result<()> {
     let width = *hidden
         .last()
         .ok_or_else(|| Error::config("--hidden", "", "needs at least one width"))?;
-    let weighting_name = args.get("weighting").unwrap_or("fixed:1,0.1,1");
+    let parity_joins: Option<usize> = match args.get("parity-joins") {
+        None => None,
+        Some(v) => Some(
+            v.parse()
+                .map_err(|_| Error::config("--parity-joins", v, "expected an epoch number"))?,
+        ),
+    };
+    // Fixed weights are per task: with a task joining later, use a strategy that adapts.
+    let default_weighting = if parity_joins.is_some() {
+        "inverse-loss"
+    } else {
+        "fixed:1,0.1,1"
+    };
+    let weighting_name = args.get("weighting").unwrap_or(default_weighting);
     let weighting = by_name(weighting_name)?;
     let (dir, how) = locate_dataset(
         StandardDataset::Mnist,
@@ -109,10 +126,15 @@ fn run(args: &Args) -> Result<()> {
             |p| Ok(LogSoftmaxHead::new(LinearHead::new(width, 2, p)?)),
         )?
         .build()?;
+    let mode = match parity_joins {
+        Some(epoch) => TrainingMode::Progressive(vec![("parity".into(), epoch)]),
+        None => TrainingMode::Joint,
+    };
     let config = TrainerConfig {
         optimizer: OptimizerConfig::adam(lr),
         batch_size,
         seed,
+        mode,
         ..Default::default()
     };
     let mut trainer = Trainer::new(model, weighting, config)?;
@@ -132,6 +154,33 @@ fn run(args: &Args) -> Result<()> {
         );
         Ok(())
     })?;
+    if let Some(join) = parity_joins.filter(|&e| e >= 1 && e < fit.epochs.len()) {
+        // The old tasks' test metrics just before parity joined and at the end.
+        let metric = |epoch: usize, task: &str, m: Metric| {
+            fit.epochs[epoch]
+                .eval
+                .as_ref()
+                .and_then(|e| e.task(task))
+                .and_then(|t| t.metric(m))
+                .unwrap_or(f64::NAN)
+        };
+        let last = fit.epochs.len() - 1;
+        println!(
+            "\nprogressive: parity joined at epoch {}\n| old task | before parity joined (epoch {join}) | after (epoch {}) |\n|---|---|---|",
+            join + 1,
+            last + 1
+        );
+        println!(
+            "| digit accuracy | {:.2}% | {:.2}% |",
+            100.0 * metric(join - 1, "digit", Metric::Accuracy),
+            100.0 * metric(last, "digit", Metric::Accuracy)
+        );
+        println!(
+            "| value MAE | {:.3} | {:.3} |",
+            metric(join - 1, "value", Metric::Mae),
+            metric(last, "value", Metric::Mae)
+        );
+    }
     let seconds: f64 = fit.epochs.iter().map(|e| e.seconds).sum();
     let samples: usize = fit.epochs.iter().map(|e| e.samples).sum();
     if let Some(eval) = fit.last().and_then(|e| e.eval.as_ref()) {
@@ -167,6 +216,7 @@ fn main() {
             "hidden",
             "weighting",
             "seed",
+            "parity-joins",
         ],
         run,
     );

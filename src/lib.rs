@@ -31,6 +31,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod architecture;
 pub mod data;
 pub mod device;
 pub mod encoder;

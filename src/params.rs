@@ -226,6 +226,20 @@ impl<'a> ParamPath<'a> {
         self.store.register(self.full_name(name), t)
     }
 
+    /// A parameter with the given values (row-major, `shape`'s element count).
+    pub fn values(&self, name: &str, shape: &[usize], values: Vec<f32>) -> Result<Param> {
+        let n: usize = shape.iter().product();
+        if values.len() != n {
+            return Err(Error::config(
+                self.full_name(name),
+                format!("{} values", values.len()),
+                format!("shape {shape:?} needs {n}"),
+            ));
+        }
+        let t = Tensor::from_vec(values, shape, &Device::Cpu)?;
+        self.store.register(self.full_name(name), t)
+    }
+
     /// A parameter filled with `value`.
     pub fn constant(&self, name: &str, shape: &[usize], value: f64) -> Result<Param> {
         let t = (Tensor::ones(shape, DType::F32, &Device::Cpu)? * value)?;

@@ -13,7 +13,8 @@ use crate::metrics::Metric;
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Loss {
-    /// Softmax cross-entropy on logits `(N, C)` against class indices `(N,)` (u32).
+    /// Softmax cross-entropy on logits `(N, C)` against class indices `(N,)` (u32), or per
+    /// step on `(N, T, C)` against `(N, T)` (tagging; the mean over every step).
     CrossEntropy,
     /// Negative log-likelihood on log-probabilities `(N, C)` (for example a head followed by
     /// log-softmax) against class indices `(N,)`.
@@ -34,6 +35,8 @@ impl Loss {
     /// The loss of `pred` against `target` for task `task` (named in errors).
     pub fn compute(self, task: &str, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
         if self.is_classification() {
+            let (pred, target) = steps_as_samples(pred, target)?;
+            let (pred, target) = (&pred, &target);
             check_class_shapes(task, pred, target)?;
             let target = target.to_dtype(DType::U32)?;
             Ok(match self {
@@ -71,7 +74,18 @@ impl Loss {
                 mask.dims()
             )));
         }
-        let keep = mask.to_dtype(DType::F32)?.ne(0f32)?;
+        let mut keep = mask.to_dtype(DType::F32)?.ne(0f32)?;
+        let (pred_steps, target_steps) = steps_as_samples(pred, target)?;
+        if self.is_classification() && pred_steps.dims() != pred.dims() {
+            // Per-step tagging: a sample's mask covers each of its steps.
+            let steps = pred.dim(1)?;
+            keep = keep.unsqueeze(1)?.broadcast_as((n, steps))?.flatten_all()?;
+        }
+        let (pred, target) = if self.is_classification() {
+            (&pred_steps, &target_steps)
+        } else {
+            (pred, target)
+        };
         let weights = keep.to_dtype(pred.dtype())?;
         let per_sample = if self.is_classification() {
             check_class_shapes(task, pred, target)?;
@@ -112,6 +126,20 @@ impl Loss {
     }
 }
 
+/// Per-step classification (tagging): predictions `(N, T, C)` against classes `(N, T)` become
+/// `(N*T, C)` against `(N*T,)`; anything else is returned unchanged.
+pub(crate) fn steps_as_samples(pred: &Tensor, target: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (pd, td) = (pred.dims(), target.dims());
+    if pd.len() == 3 && td.len() == 2 && pd[..2] == td[..] {
+        Ok((
+            pred.reshape((pd[0] * pd[1], pd[2]))?,
+            target.reshape(pd[0] * pd[1])?,
+        ))
+    } else {
+        Ok((pred.clone(), target.clone()))
+    }
+}
+
 pub(crate) fn check_class_shapes(task: &str, pred: &Tensor, target: &Tensor) -> Result<()> {
     let (pd, td) = (pred.dims(), target.dims());
     if pd.len() != 2 || td.len() != 1 || pd[0] != td[0] {
@@ -123,14 +151,15 @@ pub(crate) fn check_class_shapes(task: &str, pred: &Tensor, target: &Tensor) -> 
     Ok(())
 }
 
-/// Brings a regression prediction to the target's shape: `(N, 1)` against `(N,)` is squeezed.
+/// Brings a regression prediction to the target's shape: `(N, 1)` against `(N,)` (or
+/// `(N, T, 1)` against `(N, T)`) is squeezed.
 pub(crate) fn match_regression_shape(task: &str, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
     let (pd, td) = (pred.dims(), target.dims());
     if pd == td {
         return Ok(pred.clone());
     }
-    if pd.len() == 2 && pd[1] == 1 && td.len() == 1 && pd[0] == td[0] {
-        return Ok(pred.squeeze(1)?);
+    if pd.len() == td.len() + 1 && pd.last() == Some(&1) && pd[..td.len()] == td[..] {
+        return Ok(pred.squeeze(td.len())?);
     }
     Err(Error::DataMismatch(format!(
         "task '{task}': regression predictions {pd:?} do not match targets {td:?}"

@@ -2,6 +2,8 @@
 //! and JSON output. Kept out of the library so that dependents do not build them.
 #![allow(dead_code)]
 
+pub mod multi;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

@@ -160,6 +160,26 @@ impl SharedEncoder for ConvNet {
     }
 }
 
+impl super::StagedEncoder for ConvNet {
+    /// One stage per convolution block (conv, ReLU, max-pool), then the fully connected one.
+    fn num_stages(&self) -> usize {
+        self.convs.len() + 1
+    }
+
+    fn forward_stage(&self, stage: usize, h: &Tensor, _train: bool) -> Result<Tensor> {
+        match self.convs.get(stage) {
+            Some(conv) => Ok(conv.forward(h)?.relu()?.max_pool2d(2)?),
+            None if stage == self.convs.len() => {
+                Ok(self.fc.forward(&h.flatten_from(1)?)?.relu()?)
+            }
+            None => Err(Error::DataMismatch(format!(
+                "stage {stage} of a ConvNet with {} stages",
+                self.convs.len() + 1
+            ))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,3 +69,18 @@ impl SharedEncoder for Mlp {
         (0..self.stack.len()).map(|i| format!("layer{i}")).collect()
     }
 }
+
+impl super::StagedEncoder for Mlp {
+    fn num_stages(&self) -> usize {
+        self.stack.len()
+    }
+
+    fn forward_stage(&self, stage: usize, h: &Tensor, _train: bool) -> Result<Tensor> {
+        let h = if stage == 0 && h.rank() > 2 {
+            h.flatten_from(1)?
+        } else {
+            h.clone()
+        };
+        self.stack.forward_layer(stage, &h)
+    }
+}

@@ -6,11 +6,15 @@
 
 mod conv;
 mod mlp;
+mod recurrent;
 mod stem;
+mod transformer;
 
 pub use conv::{ConvNet, ConvNetConfig};
 pub use mlp::{Mlp, MlpConfig};
+pub use recurrent::{CellKind, Recurrent, RecurrentConfig, SequenceOutput};
 pub use stem::{ConvStem, InputStem};
+pub use transformer::{TransformerConfig, TransformerEncoder};
 
 use candle_core::Tensor;
 
@@ -65,6 +69,19 @@ pub trait SharedEncoder: Send + Sync {
     fn layer_groups(&self) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// An encoder made of stages applied one after the other (convolution blocks, dense layers):
+/// what architectures that act between stages need (cross-stitch units).
+///
+/// `forward_stage(0, x)`, then `forward_stage(1, ...)`, ... up to `num_stages() - 1` must
+/// equal `forward_t(x)`.
+pub trait StagedEncoder: SharedEncoder {
+    /// Number of stages.
+    fn num_stages(&self) -> usize;
+
+    /// Applies stage `stage` to the output of the stage before (the input for stage 0).
+    fn forward_stage(&self, stage: usize, h: &Tensor, train: bool) -> Result<Tensor>;
 }
 
 impl<E: SharedEncoder + ?Sized> SharedEncoder for Box<E> {

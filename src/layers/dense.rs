@@ -131,6 +131,19 @@ impl DenseStack {
         self.layers.is_empty()
     }
 
+    /// Applies layer `i` and the activation that follows it.
+    pub fn forward_layer(&self, i: usize, xs: &Tensor) -> Result<Tensor> {
+        let layer = self.layers.get(i).ok_or_else(|| {
+            Error::DataMismatch(format!("layer {i} of a {}-layer stack", self.layers.len()))
+        })?;
+        let h = layer.forward(xs)?;
+        if i + 1 < self.layers.len() || self.activate_last {
+            self.activation.apply(&h)
+        } else {
+            Ok(h)
+        }
+    }
+
     /// Applies every layer in turn.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let last = self.layers.len() - 1;

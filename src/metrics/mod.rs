@@ -94,6 +94,8 @@ impl MetricAccumulator {
         logits: &Tensor,
         target: &Tensor,
     ) -> Result<()> {
+        let (logits, target) = crate::task::steps_as_samples(logits, target)?;
+        let (logits, target) = (&logits, &target);
         check_class_shapes(task, logits, target)?;
         let predicted = logits.argmax(1)?;
         let target = target.to_dtype(DType::U32)?;
