@@ -227,7 +227,7 @@ pub trait TaskWeighting: Send {
 
     /// For strategies with [`Needs::meta_validation`]: the gradient of the validation loss after
     /// a virtual step, with respect to each task's weight used in that step (first order,
-    /// finite differences; see [`AutoLambda`](crate::weighting::AutoLambda)). The default ignores it.
+    /// finite differences; see [`AutoLambda`]). The default ignores it.
     fn meta_gradient(&mut self, gradient: &[f64]) -> Result<()> {
         let _ = gradient;
         Ok(())

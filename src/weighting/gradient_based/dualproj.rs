@@ -9,7 +9,7 @@ use crate::solvers::dual_cone_weights;
 ///
 /// Update `pi_J(J^T p)` with `p` the preference vector (default `1/K`); weights
 /// `w = argmin w^T H w` s.t. `w >= p`, with `H` = trace-normalised Gramian + `reg_eps * I` (torchjd's
-/// regularisation, see [`crate::UPGrad`]).
+/// regularisation, see [`UPGrad`](crate::weighting::UPGrad)).
 ///
 /// Paper: D. Lopez-Paz and M. Ranzato, "Gradient Episodic Memory for Continual Learning",
 /// NeurIPS 2017 (Equation 11); as packaged by Quinton & Rey, "Jacobian Descent for
