@@ -9,14 +9,14 @@
 
 mod common;
 
-use candle_mtl::data::{load_mnist, ImageDataset, StandardDataset};
+use candle_mtl::data::{load_mnist, StandardDataset};
 use candle_mtl::device::describe;
 use candle_mtl::encoder::{
     CellKind, Recurrent, RecurrentConfig, TransformerConfig, TransformerEncoder,
 };
 use candle_mtl::prelude::*;
 use candle_mtl::weighting::by_name;
-use common::{locate_dataset, main_with, peak_memory_mib, Args};
+use common::{digit_value_parity, locate_dataset, main_with, peak_memory_mib, Args};
 
 const USAGE: &str = "sequential_tasks: MNIST read row by row; digit class, value and parity
 
@@ -36,17 +36,6 @@ USAGE: cargo run --release --example sequential_tasks -- [FLAGS]
   --train-limit N       use only the first N training digits
   --seed N              seed (default 0)
   --cpu                 train on the CPU even when a GPU is available";
-
-fn dataset(images: &ImageDataset) -> Result<TensorDataset> {
-    let parity: Vec<u32> = images.labels().iter().map(|l| l % 2).collect();
-    TensorDataset::from_images(images, Normalize::mnist())?
-        .with_target("digit", images.labels_tensor()?)?
-        .with_target("value", images.label_values_tensor()?)?
-        .with_target(
-            "parity",
-            candle_core::Tensor::from_vec(parity, images.len(), &candle_core::Device::Cpu)?,
-        )
-}
 
 fn run(args: &Args) -> Result<()> {
     let epochs: usize = args.parse_or("epochs", 5, "expected a whole number of epochs")?;
@@ -86,8 +75,8 @@ fn run(args: &Args) -> Result<()> {
         Some("tests/fixtures/mnist-1k"),
     )?;
     let mnist = load_mnist(&dir)?;
-    let train = dataset(&mnist.train.take(train_limit))?;
-    let test = dataset(&mnist.test)?;
+    let train = digit_value_parity(&mnist.train.take(train_limit))?;
+    let test = digit_value_parity(&mnist.test)?;
     let device = best_device(args.flag("cpu"));
     let config = RecurrentConfig {
         cell,

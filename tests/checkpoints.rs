@@ -118,24 +118,14 @@ fn a_crash_while_writing_leaves_the_previous_checkpoint_loadable() {
 fn a_different_architecture_is_refused_with_names_and_shapes() {
     let path = temp_dir("mismatch").join("m.safetensors");
     trainer("equal").save_checkpoint(&path).unwrap();
-    let wider = MultiTaskModel::builder(&Device::Cpu, 0)
-        .encoder(|p| {
-            Mlp::new(
-                &MlpConfig {
-                    hidden: vec![32],
-                    ..Default::default()
-                },
-                p,
-            )
-        })
-        .and_then(|b| {
-            b.task(TaskSpec::classification("digit"), |p| {
-                LinearHead::new(32, 10, p)
-            })
-        })
-        .and_then(|b| b.task(TaskSpec::regression("age"), |p| LinearHead::new(32, 1, p)))
-        .and_then(|b| b.build())
-        .unwrap();
+    let wider = common::mlp_tasks(
+        0,
+        32,
+        &[
+            (TaskSpec::classification("digit"), 10),
+            (TaskSpec::regression("age"), 1),
+        ],
+    );
     let mut other = Trainer::new(wider, Box::new(Equal::sum()), TrainerConfig::default()).unwrap();
     let msg = other.load_checkpoint(&path).unwrap_err().to_string();
     assert!(msg.contains("m.safetensors"), "{msg}");

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_mtl::data::{write_cifar, CifarKind, CIFAR10_TEST_FILE, CIFAR10_TRAIN_FILES};
-use common::{example_binary, fixture, fixture_dir, json_number, temp_dir};
+use common::{example_binary, fixture, fixture_dir, json_number, success_stdout, temp_dir};
 
 /// CIFAR-10-format files whose images are the fixture's digits in 3x32x32 colour (so the
 /// task is learnable) and whose labels are the digits' classes.
@@ -80,12 +80,7 @@ fn example_trains_both_adaptations_and_reports_baselines() {
             .arg(&summary)
             .output()
             .expect("runs");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{adapt}: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = success_stdout(&out, &format!("mnist_cifar --adapt {adapt}"));
         assert!(
             stdout.contains("epoch 2/2")
                 && stdout.contains("| mnist |")

@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{example_binary, fixture_dir, json_number, temp_dir};
+use common::{example_binary, fixture_dir, json_number, success_stdout, temp_dir};
 
 #[test]
 fn example_trains_on_the_fixture_and_writes_its_summary() {
@@ -29,12 +29,7 @@ fn example_trains_on_the_fixture_and_writes_its_summary() {
         .arg(&summary)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "example failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = success_stdout(&out, "mnist_cls_reg");
     assert!(
         stdout.contains("epoch 1/2")
             && stdout.contains("epoch 2/2")

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{example_binary, fixture_dir};
+use common::{example_binary, fixture_dir, success_stdout};
 
 #[test]
 fn sequential_tasks_trains_gru_lstm_and_transformer() {
@@ -28,12 +28,7 @@ fn sequential_tasks_trains_gru_lstm_and_transformer() {
             ])
             .output()
             .expect("runs");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{encoder}: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = success_stdout(&out, &format!("sequential_tasks --encoder {encoder}"));
         assert!(
             stdout.contains("final |") && stdout.contains("parity accuracy"),
             "{stdout}"
@@ -70,12 +65,7 @@ fn compare_architectures_prints_delta_m_against_hard_sharing() {
         ])
         .output()
         .expect("runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = success_stdout(&out, "compare_architectures");
     for arch in ["hps", "mmoe", "cgc", "ple", "cross-stitch", "mtan"] {
         assert!(stdout.contains(&format!("| {arch} |")), "{arch}: {stdout}");
     }

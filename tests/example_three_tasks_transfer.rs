@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{example_binary, fixture_dir, temp_dir};
+use common::{example_binary, fixture_dir, success_stdout, temp_dir};
 
 /// The number after `label` in `text` (up to the next space or `%`).
 fn number_after(text: &str, label: &str) -> f64 {
@@ -32,12 +32,7 @@ fn three_tasks_trains_three_losses() {
         .args(["--epochs", "3", "--hidden", "64", "--cpu"])
         .output()
         .expect("runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = success_stdout(&out, "three_tasks");
     assert!(stdout.contains("epoch 3/3"), "{stdout}");
     let last = stdout
         .lines()
@@ -83,12 +78,7 @@ fn transfer_saves_loads_freezes_and_fine_tunes() {
         ])
         .output()
         .expect("runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = success_stdout(&out, "transfer");
     assert!(
         stdout.contains("loaded and froze encoder layers conv0, conv1")
             && stdout.contains("vs scratch"),

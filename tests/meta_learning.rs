@@ -22,28 +22,14 @@ fn digit_and_noise(images: &candle_mtl::data::ImageDataset, seed: u32) -> Tensor
 }
 
 fn model() -> MultiTaskModel {
-    MultiTaskModel::builder(&Device::Cpu, 3)
-        .encoder(|p| {
-            Mlp::new(
-                &MlpConfig {
-                    hidden: vec![64],
-                    ..Default::default()
-                },
-                p,
-            )
-        })
-        .and_then(|b| {
-            b.task(TaskSpec::classification("digit"), |p| {
-                LinearHead::new(64, 10, p)
-            })
-        })
-        .and_then(|b| {
-            b.task(TaskSpec::classification("noise"), |p| {
-                LinearHead::new(64, 10, p)
-            })
-        })
-        .and_then(|b| b.build())
-        .unwrap()
+    common::mlp_tasks(
+        3,
+        64,
+        &[
+            (TaskSpec::classification("digit"), 10),
+            (TaskSpec::classification("noise"), 10),
+        ],
+    )
 }
 
 /// Records the meta-gradients the trainer hands over, with fixed weights.

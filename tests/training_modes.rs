@@ -52,29 +52,15 @@ fn three_targets(images: &ImageDataset) -> TensorDataset {
 }
 
 fn three_task_model(seed: u64) -> MultiTaskModel {
-    MultiTaskModel::builder(&Device::Cpu, seed)
-        .encoder(|p| {
-            Mlp::new(
-                &MlpConfig {
-                    hidden: vec![64],
-                    ..Default::default()
-                },
-                p,
-            )
-        })
-        .and_then(|b| {
-            b.task(TaskSpec::classification("digit"), |p| {
-                LinearHead::new(64, 10, p)
-            })
-        })
-        .and_then(|b| b.task(TaskSpec::regression("value"), |p| LinearHead::new(64, 1, p)))
-        .and_then(|b| {
-            b.task(TaskSpec::classification("parity"), |p| {
-                LinearHead::new(64, 2, p)
-            })
-        })
-        .and_then(|b| b.build())
-        .expect("model")
+    common::mlp_tasks(
+        seed,
+        64,
+        &[
+            (TaskSpec::classification("digit"), 10),
+            (TaskSpec::regression("value"), 1),
+            (TaskSpec::classification("parity"), 2),
+        ],
+    )
 }
 
 fn config(mode: TrainingMode) -> TrainerConfig {

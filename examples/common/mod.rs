@@ -7,7 +7,7 @@ pub mod multi;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_mtl::data::{data_root, fetch, StandardDataset, TensorDataset};
+use candle_mtl::data::{data_root, fetch, ImageDataset, Normalize, StandardDataset, TensorDataset};
 use candle_mtl::model::MultiTaskModel;
 use candle_mtl::train::{Trainer, TrainerConfig};
 use candle_mtl::weighting::TaskWeighting;
@@ -199,4 +199,17 @@ pub fn main_with(
         eprintln!("error: {e}");
         std::process::exit(1);
     }
+}
+
+/// MNIST digits with three targets: the class (`digit`), the class as a number (`value`) and
+/// odd or even (`parity`, 1 for odd).
+pub fn digit_value_parity(images: &ImageDataset) -> candle_mtl::Result<TensorDataset> {
+    let parity: Vec<u32> = images.labels().iter().map(|l| l % 2).collect();
+    TensorDataset::from_images(images, Normalize::mnist())?
+        .with_target("digit", images.labels_tensor()?)?
+        .with_target("value", images.label_values_tensor()?)?
+        .with_target(
+            "parity",
+            candle_core::Tensor::from_vec(parity, images.len(), &candle_core::Device::Cpu)?,
+        )
 }

@@ -14,9 +14,7 @@ use super::{
     StepReport, TaskData, TaskEvaluation, TaskOrder, TrainerConfig, TrainingMode,
 };
 use super::{HeadRegularizer, LrSchedule, Observer};
-use crate::data::{
-    mask_name, prefetch, sequential_batches, shuffled_batches, Batch, TensorDataset,
-};
+use crate::data::{prefetch, sequential_batches, shuffled_batches, Batch, TensorDataset};
 use crate::encoder::Representation;
 use crate::error::{Error, Result};
 use crate::grad::{
@@ -1019,7 +1017,7 @@ impl Trainer {
                 }
                 let as_f64 = target.to_dtype(DType::F64)?;
                 // Unlabelled samples may hold any placeholder: only labelled ones are checked.
-                let as_f64 = match ds.target(&mask_name(task.name())) {
+                let as_f64 = match ds.label_mask(task.name()) {
                     Some(m) => m
                         .to_dtype(DType::F64)?
                         .ne(0f64)?
@@ -1442,6 +1440,8 @@ impl Trainer {
                 .into_iter()
                 .map(|b| vec![b])
                 .collect(),
+            // Alternating multi-input epochs are planned per task by `assign_tasks`.
+            TaskData::PerTask(_) if self.is_alternating() => Vec::new(),
             TaskData::PerTask(dss) => {
                 let mut plans: Vec<Vec<Vec<u32>>> =
                     dss.iter().map(|ds| self.batch_plan(ds.len())).collect();
@@ -1617,8 +1617,9 @@ impl Trainer {
 impl Trainer {
     /// In alternating mode, gives each planned step the task it trains: multi-input epochs
     /// interleave every task's batches (round-robin or in a seeded proportional order),
-    /// single-input epochs rotate (or draw) the task over the shared batches. Other modes
-    /// leave the plan as it is (`None`: the step trains the active tasks).
+    /// single-input epochs rotate (or draw) the task over the shared batches (`plan` is the
+    /// shared batch plan; for multi-input data it is empty and replaced). Other modes leave
+    /// the plan as it is (`None`: the step trains the active tasks).
     #[allow(clippy::type_complexity)]
     fn assign_tasks(
         &mut self,

@@ -27,26 +27,37 @@ pub fn cls_reg_dataset(images: &ImageDataset) -> TensorDataset {
         .expect("dataset builds")
 }
 
-/// An MLP encoder (784 -> 64) with a classification and a regression head.
-pub fn mlp_model(seed: u64) -> MultiTaskModel {
-    MultiTaskModel::builder(&Device::Cpu, seed)
+/// An MLP encoder (784 -> `width`) with one linear head per `(spec, outputs)`.
+pub fn mlp_tasks(seed: u64, width: usize, tasks: &[(TaskSpec, usize)]) -> MultiTaskModel {
+    let mut builder = MultiTaskModel::builder(&Device::Cpu, seed)
         .encoder(|p| {
             Mlp::new(
                 &MlpConfig {
-                    hidden: vec![64],
+                    hidden: vec![width],
                     ..Default::default()
                 },
                 p,
             )
         })
-        .and_then(|b| {
-            b.task(TaskSpec::classification("digit"), |p| {
-                LinearHead::new(64, 10, p)
-            })
-        })
-        .and_then(|b| b.task(TaskSpec::regression("value"), |p| LinearHead::new(64, 1, p)))
-        .and_then(|b| b.build())
-        .expect("model builds")
+        .expect("encoder builds");
+    for (spec, outputs) in tasks {
+        builder = builder
+            .task(spec.clone(), |p| LinearHead::new(width, *outputs, p))
+            .expect("task builds");
+    }
+    builder.build().expect("model builds")
+}
+
+/// An MLP encoder (784 -> 64) with a classification and a regression head.
+pub fn mlp_model(seed: u64) -> MultiTaskModel {
+    mlp_tasks(
+        seed,
+        64,
+        &[
+            (TaskSpec::classification("digit"), 10),
+            (TaskSpec::regression("value"), 1),
+        ],
+    )
 }
 
 /// A small ConvNet (8 and 16 channels, 32 hidden) with the same two heads.
@@ -98,4 +109,16 @@ pub fn json_number(json: &str, key: &str) -> f64 {
         .trim()
         .parse()
         .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
+}
+
+/// The standard output of an example run that must have succeeded; on failure, panics with
+/// `what`, its standard output and its standard error.
+pub fn success_stdout(out: &std::process::Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
