@@ -41,6 +41,7 @@ pub mod head;
 pub mod layers;
 pub mod metrics;
 pub mod model;
+pub mod ops;
 pub mod optim;
 pub mod params;
 pub mod solvers;

@@ -144,7 +144,7 @@ impl SharedEncoder for ConvNet {
         }
         let mut h = xs.clone();
         for conv in &self.convs {
-            h = conv.forward(&h)?.relu()?.max_pool2d(2)?;
+            h = conv.forward_fused(&h, true, Some(2))?;
         }
         Ok(self.fc.forward(&h.flatten_from(1)?)?.relu()?)
     }
@@ -168,7 +168,7 @@ impl super::StagedEncoder for ConvNet {
 
     fn forward_stage(&self, stage: usize, h: &Tensor, _train: bool) -> Result<Tensor> {
         match self.convs.get(stage) {
-            Some(conv) => Ok(conv.forward(h)?.relu()?.max_pool2d(2)?),
+            Some(conv) => conv.forward_fused(h, true, Some(2)),
             None if stage == self.convs.len() => {
                 Ok(self.fc.forward(&h.flatten_from(1)?)?.relu()?)
             }

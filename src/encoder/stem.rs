@@ -64,7 +64,7 @@ impl InputStem for ConvStem {
                 self.in_channels
             )));
         }
-        Ok(self.conv.forward(xs)?.relu()?)
+        self.conv.forward_fused(xs, true, None)
     }
 }
 

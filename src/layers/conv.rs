@@ -1,6 +1,7 @@
 use candle_core::Tensor;
 
 use crate::error::{Error, Result};
+use crate::ops::{self, ConvOptions};
 use crate::params::{Param, ParamPath};
 
 /// A 2-D convolution with square kernels, initialised as PyTorch's `nn.Conv2d`
@@ -58,10 +59,21 @@ impl Conv2d {
             .map(|s| s / self.stride + 1)
     }
 
-    /// Applies the convolution.
+    /// Applies the convolution (with [`ops::conv2d`]: the fast CPU op, or candle's
+    /// convolution on other devices).
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let ys = xs.conv2d(self.weight.tensor(), self.padding, self.stride, 1, 1)?;
-        let b = self.bias.tensor();
-        Ok(ys.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?)
+        self.forward_fused(xs, false, None)
+    }
+
+    /// Applies the convolution, then ReLU (`relu`), then max pooling over `k x k` windows every
+    /// `k` pixels (`pool == Some(k)`), all in one fused op on the CPU.
+    pub fn forward_fused(&self, xs: &Tensor, relu: bool, pool: Option<usize>) -> Result<Tensor> {
+        let options = ConvOptions {
+            padding: self.padding,
+            stride: self.stride,
+            relu,
+            pool,
+        };
+        ops::conv2d(xs, self.weight.tensor(), self.bias.tensor(), options)
     }
 }

@@ -1,0 +1,473 @@
+//! Training speed of the seed CNN (conv 1->32, pool, conv 32->64, pool, linear 3136->128,
+//! a 10-way classification head and a regression head; Adam, batch 64) on MNIST digits.
+//!
+//! ```text
+//! cargo run --release --example throughput
+//! RAYON_NUM_THREADS=1 cargo run --release --example throughput -- --rounds 7
+//! ```
+//! Runs several variants of the same training step in alternating rounds (so that a noisy
+//! machine slows them alike) and prints samples/s per round and the ratios' min/median/max:
+//! - `trainer`: `Trainer::train_step` with the fast CPU ops (`candle_mtl::ops`);
+//! - `hand`: a minimal hand-written candle loop of the same model and the same ops, with
+//!   candle-nn's AdamW (weight decay 0), no trainer: the library's overhead is `hand / trainer`;
+//! - `reference`: the trainer with the fast ops switched off (candle's own conv and pool);
+//! - `multi`: the trainer on a multi-input step (each task its own batch of the same size);
+//! - `gradient`: the trainer with a gradient-based strategy (`--gradient-weighting`, default
+//!   upgrad: one backward per task).
+//!
+//! It also measures the machine's f32 gemm peak (candle's matmul, 1024^3), counts the FLOPs of a
+//! step and prints the achieved GFLOP/s; `--epoch` times one full epoch through `Trainer::fit`
+//! and reports the process's peak memory. `--json PATH` writes every number.
+
+mod common;
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor, Var};
+use candle_mtl::data::{load_mnist, Batch, TensorDataset};
+use candle_mtl::ops::{self, ConvOptions};
+use candle_mtl::prelude::*;
+use candle_mtl::train::StepBatch;
+use candle_mtl::weighting::by_name;
+use candle_nn::Optimizer;
+use common::{json_number, json_string, main_with, peak_memory_mib, Args};
+
+const USAGE: &str = "throughput: training speed of the seed CNN, alternating variants
+
+USAGE: cargo run --release --example throughput -- [FLAGS]
+
+  --data-dir DIR        MNIST IDX files (default ../shared/data/mnist-10k when present, else the
+                        1,000-digit test fixture)
+  --batch-size N        batch size (default 64)
+  --steps N             timed steps per variant and round (default 20)
+  --warmup N            untimed steps before the rounds (default 3)
+  --rounds N            alternating rounds (default 5)
+  --variants LIST       comma-separated: trainer, hand, reference, multi, gradient
+                        (default trainer,hand,reference)
+  --gradient-weighting NAME   strategy of the `gradient` variant (default upgrad)
+  --epoch               also time one full epoch through Trainer::fit, with peak memory
+  --cuda                run on the first CUDA GPU (needs --features cuda)
+  --json PATH           write the measurements as JSON
+  -h, --help            this text";
+
+/// FLOPs of one training step of the seed model at batch `b`: each layer's forward
+/// multiply-adds, the same again for its weight gradient and, except for the first
+/// convolution (its input is data), for its input gradient; two FLOPs per multiply-add.
+/// Elementwise work (bias, ReLU, pooling, losses, Adam) is left out.
+fn step_flops(b: usize) -> f64 {
+    let conv0 = b * 32 * 9 * 28 * 28;
+    let conv1 = b * 64 * (32 * 9) * 14 * 14;
+    let fc = b * 3136 * 128;
+    let heads = b * 128 * 11;
+    let forward = conv0 + conv1 + fc + heads;
+    let weight_grads = forward;
+    let input_grads = conv1 + fc + heads;
+    2.0 * (forward + weight_grads + input_grads) as f64
+}
+
+/// Best GFLOP/s of candle's f32 matmul on `n x n` matrices over a few repetitions.
+fn gemm_peak(n: usize, device: &Device) -> candle_mtl::Result<f64> {
+    let a = Tensor::randn(0f32, 1.0, (n, n), device)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), device)?;
+    let mut best = f64::INFINITY;
+    for _ in 0..6 {
+        let t = Instant::now();
+        let c = a.matmul(&b)?;
+        c.sum_all()?.to_scalar::<f32>()?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(2.0 * (n * n * n) as f64 / best / 1e9)
+}
+
+fn model(device: &Device) -> candle_mtl::Result<MultiTaskModel> {
+    MultiTaskModel::builder(device, 0)
+        .encoder(|p| ConvNet::new(&ConvNetConfig::default(), p))?
+        .task(TaskSpec::classification("digit"), |p| {
+            LinearHead::new(128, 10, p)
+        })?
+        .task(TaskSpec::regression("value"), |p| {
+            LinearHead::new(128, 1, p)
+        })?
+        .build()
+}
+
+fn trainer(device: &Device, weighting: &str) -> candle_mtl::Result<Trainer> {
+    Trainer::new(
+        model(device)?,
+        by_name(weighting)?,
+        TrainerConfig::default(),
+    )
+}
+
+/// The same model written directly against candle: parameters as `Var`s, the crate's ops for
+/// conv and pool, candle-nn's losses and AdamW.
+struct HandLoop {
+    vars: Vec<Var>,
+    opt: candle_nn::AdamW,
+}
+
+impl HandLoop {
+    fn new(device: &Device) -> candle_mtl::Result<Self> {
+        let shapes: [&[usize]; 10] = [
+            &[32, 1, 3, 3],
+            &[32],
+            &[64, 32, 3, 3],
+            &[64],
+            &[128, 3136],
+            &[128],
+            &[10, 128],
+            &[10],
+            &[1, 128],
+            &[1],
+        ];
+        let fan_in = [9, 9, 288, 288, 3136, 3136, 128, 128, 128, 128];
+        let vars = shapes
+            .iter()
+            .zip(fan_in)
+            .map(|(s, f)| {
+                let bound = 1.0 / (f as f64).sqrt();
+                Var::rand(-bound as f32, bound as f32, *s, device)
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let params = candle_nn::ParamsAdamW {
+            lr: 1e-3,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
+        let opt = candle_nn::AdamW::new(vars.clone(), params)?;
+        Ok(Self { vars, opt })
+    }
+
+    fn step(&mut self, batch: &Batch) -> candle_mtl::Result<()> {
+        let v: Vec<&Tensor> = self.vars.iter().map(|v| v.as_tensor()).collect();
+        let block = ConvOptions {
+            padding: 1,
+            stride: 1,
+            relu: true,
+            pool: Some(2),
+        };
+        let h = ops::conv2d(&batch.inputs, v[0], v[1], block)?;
+        let h = ops::conv2d(&h, v[2], v[3], block)?;
+        let h = h
+            .flatten_from(1)?
+            .matmul(&v[4].t()?)?
+            .broadcast_add(v[5])?
+            .relu()?;
+        let logits = h.matmul(&v[6].t()?)?.broadcast_add(v[7])?;
+        let value = h.matmul(&v[8].t()?)?.broadcast_add(v[9])?.squeeze(1)?;
+        let (Some(digit), Some(target)) = (batch.target("digit"), batch.target("value")) else {
+            return Err(candle_mtl::Error::DataMismatch(
+                "batch lacks digit/value".into(),
+            ));
+        };
+        let loss = (candle_nn::loss::cross_entropy(&logits, digit)?
+            + candle_nn::loss::mse(&value, target)?)?;
+        self.opt.backward_step(&loss)?;
+        Ok(())
+    }
+}
+
+enum Runner {
+    Trainer(Box<Trainer>, StepBatchKind),
+    Hand(Box<HandLoop>),
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum StepBatchKind {
+    Shared,
+    PerTask,
+}
+
+struct Variant {
+    name: String,
+    runner: Runner,
+    fast_ops: bool,
+    samples_per_step: usize,
+    rates: Vec<f64>,
+}
+
+impl Variant {
+    fn run(&mut self, batches: &[Batch], steps: usize) -> candle_mtl::Result<f64> {
+        ops::set_fast_cpu_ops(self.fast_ops);
+        let start = Instant::now();
+        for i in 0..steps {
+            let batch = &batches[i % batches.len()];
+            match &mut self.runner {
+                Runner::Trainer(t, StepBatchKind::Shared) => {
+                    t.train_step(&StepBatch::Shared(batch.clone()))?;
+                }
+                Runner::Trainer(t, StepBatchKind::PerTask) => {
+                    let other = &batches[(i + 1) % batches.len()];
+                    t.train_step(&StepBatch::PerTask(vec![batch.clone(), other.clone()]))?;
+                }
+                Runner::Hand(h) => h.step(batch)?,
+            }
+        }
+        // Wait for queued GPU work before reading the clock.
+        if let Runner::Trainer(t, _) = &self.runner {
+            t.model().device().synchronize()?;
+        }
+        let rate = (steps * self.samples_per_step) as f64 / start.elapsed().as_secs_f64();
+        ops::set_fast_cpu_ops(true);
+        Ok(rate)
+    }
+}
+
+fn stats(mut xs: Vec<f64>) -> (f64, f64, f64) {
+    xs.sort_by(f64::total_cmp);
+    let median = if xs.len() % 2 == 1 {
+        xs[xs.len() / 2]
+    } else {
+        (xs[xs.len() / 2 - 1] + xs[xs.len() / 2]) / 2.0
+    };
+    (xs[0], median, xs[xs.len() - 1])
+}
+
+fn load(args: &Args) -> candle_mtl::Result<(TensorDataset, String)> {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = match args.get("data-dir") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => {
+            let shared = manifest.join("../shared/data/mnist-10k");
+            if shared.is_dir() {
+                shared
+            } else {
+                manifest.join("tests/fixtures/mnist-1k")
+            }
+        }
+    };
+    let mnist = load_mnist(&dir)?;
+    let data = TensorDataset::from_images(&mnist.train, Normalize::mnist())?
+        .with_target("digit", mnist.train.labels_tensor()?)?
+        .with_target("value", mnist.train.label_values_tensor()?)?;
+    Ok((data, dir.display().to_string()))
+}
+
+fn run(args: &Args) -> candle_mtl::Result<()> {
+    let batch_size: usize = args.parse_or("batch-size", 64, "a whole number")?;
+    let steps: usize = args.parse_or("steps", 20, "a whole number")?;
+    let warmup: usize = args.parse_or("warmup", 3, "a whole number")?;
+    let rounds: usize = args.parse_or("rounds", 5, "a whole number")?;
+    let gradient = args.get("gradient-weighting").unwrap_or("upgrad");
+    if batch_size == 0 || steps == 0 || rounds == 0 {
+        return Err(candle_mtl::Error::config(
+            "--batch-size/--steps/--rounds",
+            format!("{batch_size}/{steps}/{rounds}"),
+            "must be positive",
+        ));
+    }
+    let device = if args.flag("cuda") {
+        Device::new_cuda(0)?
+    } else {
+        Device::Cpu
+    };
+    let (data, dir) = load(args)?;
+    let n = data.len();
+    if n < 2 * batch_size {
+        return Err(candle_mtl::Error::config(
+            "--batch-size",
+            batch_size.to_string(),
+            format!("needs at least two batches of data; {dir} has {n} training samples"),
+        ));
+    }
+    let batches = (0..n / batch_size)
+        .take(16)
+        .map(|i| {
+            let idx: Vec<u32> = (i * batch_size..(i + 1) * batch_size)
+                .map(|j| j as u32)
+                .collect();
+            data.batch(&idx, &device)
+        })
+        .collect::<candle_mtl::Result<Vec<_>>>()?;
+    let threads = rayon::current_num_threads();
+    println!(
+        "seed CNN, batch {batch_size}, {threads} thread(s), {} ({dir})",
+        candle_mtl::device::describe(&device)
+    );
+
+    let mut variants = Vec::new();
+    for name in args
+        .get("variants")
+        .unwrap_or("trainer,hand,reference")
+        .split(',')
+    {
+        let (runner, fast_ops, per_step) = match name.trim() {
+            "trainer" => (
+                Runner::Trainer(Box::new(trainer(&device, "equal")?), StepBatchKind::Shared),
+                true,
+                batch_size,
+            ),
+            "reference" => (
+                Runner::Trainer(Box::new(trainer(&device, "equal")?), StepBatchKind::Shared),
+                false,
+                batch_size,
+            ),
+            "multi" => (
+                Runner::Trainer(Box::new(trainer(&device, "equal")?), StepBatchKind::PerTask),
+                true,
+                2 * batch_size,
+            ),
+            "gradient" => (
+                Runner::Trainer(Box::new(trainer(&device, gradient)?), StepBatchKind::Shared),
+                true,
+                batch_size,
+            ),
+            "hand" => (
+                Runner::Hand(Box::new(HandLoop::new(&device)?)),
+                true,
+                batch_size,
+            ),
+            other => {
+                return Err(candle_mtl::Error::config(
+                    "--variants",
+                    other,
+                    "known variants: trainer, hand, reference, multi, gradient",
+                ))
+            }
+        };
+        let name = if name.trim() == "gradient" {
+            format!("gradient({gradient})")
+        } else {
+            name.trim().to_string()
+        };
+        variants.push(Variant {
+            name,
+            runner,
+            fast_ops,
+            samples_per_step: per_step,
+            rates: Vec::new(),
+        });
+    }
+    for v in &mut variants {
+        v.run(&batches, warmup.max(1))?;
+    }
+    for round in 0..rounds {
+        let mut line = format!("round {}:", round + 1);
+        for v in &mut variants {
+            let rate = v.run(&batches, steps)?;
+            v.rates.push(rate);
+            line.push_str(&format!("  {} {rate:.0}", v.name));
+        }
+        println!("{line}  samples/s");
+    }
+
+    let peak = if device.is_cpu() {
+        gemm_peak(1024, &device)?
+    } else {
+        f64::NAN
+    };
+    let flops = step_flops(batch_size);
+    println!(
+        "\nFLOPs per step (batch {batch_size}, gemm work only): {:.3} GFLOP",
+        flops / 1e9
+    );
+    if device.is_cpu() {
+        println!("f32 gemm peak (candle matmul 1024^3, best of 6): {peak:.1} GFLOP/s");
+    }
+    let mut json = vec![
+        format!(
+            "\"device\": {}",
+            json_string(&candle_mtl::device::describe(&device))
+        ),
+        format!("\"threads\": {threads}"),
+        format!("\"batch_size\": {batch_size}"),
+        format!("\"step_gflop\": {}", json_number(flops / 1e9)),
+        format!("\"gemm_peak_gflops\": {}", json_number(peak)),
+    ];
+    println!("\n| variant | samples/s min / median / max | GFLOP/s (median) | of gemm peak |");
+    println!("|---|---|---|---|");
+    for v in &variants {
+        let (lo, med, hi) = stats(v.rates.clone());
+        let steps_per_s = med / v.samples_per_step as f64;
+        let per_step_flops = flops * (v.samples_per_step / batch_size) as f64;
+        let gflops = steps_per_s * per_step_flops / 1e9;
+        println!(
+            "| {} | {lo:.0} / {med:.0} / {hi:.0} | {gflops:.1} | {:.0} % |",
+            v.name,
+            100.0 * gflops / peak
+        );
+        json.push(format!(
+            "\"{}\": {{\"samples_per_s\": [{}], \"median\": {}}}",
+            v.name,
+            v.rates
+                .iter()
+                .map(|r| json_number(*r))
+                .collect::<Vec<_>>()
+                .join(", "),
+            json_number(med)
+        ));
+    }
+    let ratio = |a: &str, b: &str| -> Option<(f64, f64, f64)> {
+        let va = variants.iter().find(|v| v.name == a)?;
+        let vb = variants.iter().find(|v| v.name == b)?;
+        Some(stats(
+            va.rates.iter().zip(&vb.rates).map(|(x, y)| x / y).collect(),
+        ))
+    };
+    for (a, b, what) in [
+        (
+            "hand",
+            "trainer",
+            "library overhead (hand-written loop / trainer, per round)",
+        ),
+        (
+            "trainer",
+            "reference",
+            "fast ops speed-up (trainer / reference ops, per round)",
+        ),
+    ] {
+        if let Some((lo, med, hi)) = ratio(a, b) {
+            println!("{what}: min {lo:.3} / median {med:.3} / max {hi:.3}");
+            json.push(format!(
+                "\"{a}_over_{b}\": [{}, {}, {}]",
+                json_number(lo),
+                json_number(med),
+                json_number(hi)
+            ));
+        }
+    }
+
+    if args.flag("epoch") {
+        let mut t = trainer(&device, "equal")?;
+        let config_batch = t.config().batch_size;
+        let start = Instant::now();
+        t.fit(TaskData::Shared(&data), None, 1, &mut |_| Ok(()))?;
+        let secs = start.elapsed().as_secs_f64();
+        let mem = peak_memory_mib().unwrap_or(f64::NAN);
+        println!(
+            "one epoch through Trainer::fit ({n} samples, batch {config_batch}, data pipeline included): {secs:.1} s, {:.0} samples/s; peak memory {mem:.0} MiB",
+            n as f64 / secs
+        );
+        json.push(format!(
+            "\"epoch_samples_per_s\": {}",
+            json_number(n as f64 / secs)
+        ));
+        json.push(format!("\"peak_memory_mib\": {}", json_number(mem)));
+    }
+    if let Some(path) = args.get("json") {
+        let text = format!("{{\n  {}\n}}\n", json.join(",\n  "));
+        std::fs::write(path, text).map_err(|e| candle_mtl::Error::io(path, e))?;
+        println!("wrote {path}");
+    }
+    Ok(())
+}
+
+fn main() {
+    main_with(
+        USAGE,
+        &["epoch", "cuda"],
+        &[
+            "data-dir",
+            "batch-size",
+            "steps",
+            "warmup",
+            "rounds",
+            "variants",
+            "gradient-weighting",
+            "epoch",
+            "cuda",
+            "json",
+        ],
+        run,
+    );
+}

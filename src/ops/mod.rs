@@ -1,0 +1,212 @@
+//! Fast CPU kernels for the layers candle is slow at, as candle custom ops with their own
+//! backward passes.
+//!
+//! candle 0.11 runs a convolution's forward pass at about a third of its own gemm's speed,
+//! computes the gradient with respect to the input with a direct loop of dot products,
+//! differentiates with respect to the input images, and takes four elementwise ops (each a
+//! fresh allocation) for a max-pool backward. The ops here replace those on the CPU:
+//!
+//! | op | forward | backward |
+//! |---|---|---|
+//! | [`conv2d`] (+ bias, + optional ReLU) | im2col + gemm per image, bias and ReLU in the same pass | one gemm for the weight gradient, one gemm + col2im for the input gradient, bias gradient from the same pass; nothing for inputs that are data or frozen |
+//! | [`max_pool2d`] | one pass per plane | the gradient goes to each window's winner in one pass |
+//!
+//! Both run in parallel over the batch (rayon, `RAYON_NUM_THREADS` threads) and are tested
+//! against candle's own ops, values and gradients, on random shapes with odd sizes, strides
+//! and padding. On other devices (CUDA, Metal), for other dtypes, or after
+//! [`set_fast_cpu_ops(false)`](set_fast_cpu_ops), the same functions run candle's reference
+//! ops, so a model written with them works everywhere.
+
+mod conv2d;
+mod cpu;
+mod gemm;
+mod im2col;
+mod max_pool;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::error::{Error, Result};
+use conv2d::Conv2dOp;
+use im2col::ConvGeometry;
+use max_pool::MaxPool2dOp;
+
+static FAST_CPU_OPS: AtomicBool = AtomicBool::new(true);
+
+/// Switches the fast CPU ops on (the default) or off for the whole process; off, every op
+/// here runs candle's reference implementation. For comparisons and debugging.
+pub fn set_fast_cpu_ops(enabled: bool) {
+    FAST_CPU_OPS.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether the fast CPU ops are switched on (see [`set_fast_cpu_ops`]).
+pub fn fast_cpu_ops() -> bool {
+    FAST_CPU_OPS.load(Ordering::Relaxed)
+}
+
+fn use_fast_path(tensors: &[&Tensor]) -> bool {
+    fast_cpu_ops()
+        && tensors
+            .iter()
+            .all(|t| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32)
+}
+
+/// Options of [`conv2d`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvOptions {
+    /// Zero padding on every side.
+    pub padding: usize,
+    /// Step between windows.
+    pub stride: usize,
+    /// Apply `max(x, 0)` to the output (fused into the same pass).
+    pub relu: bool,
+    /// Then max-pool over `k x k` windows every `k` pixels (`Some(k)`, fused too; the output
+    /// is `floor(H' / k) x floor(W' / k)`), as [`max_pool2d`] with `kernel == stride == k`.
+    pub pool: Option<usize>,
+}
+
+impl Default for ConvOptions {
+    fn default() -> Self {
+        Self {
+            padding: 0,
+            stride: 1,
+            relu: false,
+            pool: None,
+        }
+    }
+}
+
+/// `relu?(conv2d(xs, weight) + bias)`: input `(N, C_in, H, W)`, square kernel `weight`
+/// `(C_out, C_in, k, k)`, `bias` `(C_out)`, output `(N, C_out, H', W')` with
+/// `H' = (H + 2 * padding - k) / stride + 1`.
+///
+/// On the CPU in f32 this is one fused op (see the [module docs](self)); elsewhere it is
+/// candle's `conv2d` + `broadcast_add` (+ `relu`). Shapes that do not fit are an error
+/// naming them.
+pub fn conv2d(xs: &Tensor, weight: &Tensor, bias: &Tensor, options: ConvOptions) -> Result<Tensor> {
+    let geometry = conv_geometry(xs, weight, bias, options)?;
+    if !use_fast_path(&[xs, weight, bias]) {
+        let ys = xs.conv2d(weight, options.padding, options.stride, 1, 1)?;
+        let ys = ys.broadcast_add(&bias.reshape((1, geometry.out_channels, 1, 1))?)?;
+        let ys = if options.relu { ys.relu()? } else { ys };
+        return match options.pool {
+            Some(k) => max_pool2d(&ys, k, k),
+            None => Ok(ys),
+        };
+    }
+    let op = Conv2dOp::new(geometry, options.relu, options.pool, weight.track_op());
+    Ok(xs
+        .contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?)
+}
+
+fn conv_geometry(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    options: ConvOptions,
+) -> Result<ConvGeometry> {
+    let mismatch = |reason: &str| {
+        Error::DataMismatch(format!(
+            "conv2d: input {:?}, weight {:?}, bias {:?}, padding {}, stride {}: {reason}",
+            xs.dims(),
+            weight.dims(),
+            bias.dims(),
+            options.padding,
+            options.stride
+        ))
+    };
+    let (&[batch, in_channels, height, width], &[out_channels, w_in, kh, kw]) =
+        (xs.dims(), weight.dims())
+    else {
+        return Err(mismatch("input and weight must have 4 dimensions"));
+    };
+    if w_in != in_channels {
+        return Err(mismatch(
+            "the weight's input channels differ from the input's",
+        ));
+    }
+    if kh != kw || kh == 0 {
+        return Err(mismatch("the kernel must be square and non-empty"));
+    }
+    if bias.dims() != [out_channels] {
+        return Err(mismatch("the bias needs one value per output channel"));
+    }
+    if options.stride == 0 {
+        return Err(mismatch("the stride must be positive"));
+    }
+    if options.pool == Some(0) {
+        return Err(mismatch("the pooling window must be positive"));
+    }
+    let out = |size: usize| {
+        (size + 2 * options.padding)
+            .checked_sub(kh)
+            .map(|s| s / options.stride + 1)
+    };
+    let (Some(out_height), Some(out_width)) = (out(height), out(width)) else {
+        return Err(mismatch("the kernel is larger than the padded input"));
+    };
+    if let Some(k) = options.pool {
+        if k > out_height || k > out_width {
+            return Err(mismatch(&format!(
+                "the pooling window {k} is larger than the {out_height}x{out_width} output"
+            )));
+        }
+    }
+    Ok(ConvGeometry {
+        batch,
+        in_channels,
+        height,
+        width,
+        out_channels,
+        kernel: kh,
+        padding: options.padding,
+        stride: options.stride,
+        out_height,
+        out_width,
+    })
+}
+
+/// Max pooling over `kernel x kernel` windows every `stride` pixels, no padding: input
+/// `(N, C, H, W)`, output `(N, C, (H - kernel) / stride + 1, ...)`. On the CPU in f32 a fused
+/// op (forward and backward one pass each); elsewhere candle's `max_pool2d_with_stride`.
+pub fn max_pool2d(xs: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
+    let &[n, c, h, w] = xs.dims() else {
+        return Err(Error::DataMismatch(format!(
+            "max_pool2d: input {:?} must have 4 dimensions (N, C, H, W)",
+            xs.dims()
+        )));
+    };
+    if kernel == 0 || stride == 0 || kernel > h || kernel > w {
+        return Err(Error::DataMismatch(format!(
+            "max_pool2d: kernel {kernel} / stride {stride} do not fit an input of {h}x{w}"
+        )));
+    }
+    if !use_fast_path(&[xs]) {
+        return reference_max_pool2d(xs, kernel, stride);
+    }
+    let op = MaxPool2dOp {
+        kernel,
+        stride,
+        dims: [n, c, h, w],
+    };
+    Ok(xs.contiguous()?.apply_op1(op)?)
+}
+
+/// Max pooling from candle's ops, for devices without the fast op. With `kernel == stride`
+/// it is a reshape and two `max` reductions, whose backward routes the gradient to the
+/// window's maximum; candle's own `max_pool2d` backward scales it by `1 / kernel^2` (it
+/// multiplies by the share of winners in the window instead of dividing by their number),
+/// and has no backward for `kernel != stride`, where it is used only for the forward pass.
+fn reference_max_pool2d(xs: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
+    if kernel != stride {
+        return Ok(xs.max_pool2d_with_stride(kernel, stride)?);
+    }
+    let (n, c, h, w) = xs.dims4()?;
+    let (oh, ow) = (h / kernel, w / kernel);
+    let xs = xs.narrow(2, 0, oh * kernel)?.narrow(3, 0, ow * kernel)?;
+    Ok(xs.reshape((n, c, oh, kernel, ow, kernel))?.max(5)?.max(3)?)
+}
