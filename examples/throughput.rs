@@ -8,8 +8,9 @@
 //! Runs several variants of the same training step in alternating rounds (so that a noisy
 //! machine slows them alike) and prints samples/s per round and the ratios' min/median/max:
 //! - `trainer`: `Trainer::train_step` with the fast CPU ops (`candle_mtl::ops`);
-//! - `hand`: a minimal hand-written candle loop of the same model and the same ops, with
-//!   candle-nn's AdamW (weight decay 0), no trainer: the library's overhead is `hand / trainer`;
+//! - `hand`: a minimal hand-written candle loop of the same model, the same ops and the same
+//!   Adam (`candle_mtl::optim`), no trainer: the library's overhead is `hand / trainer`;
+//! - `hand-adamw`: the same loop with candle-nn's `AdamW` (weight decay 0) instead;
 //! - `reference`: the trainer with the fast ops switched off (candle's own conv and pool);
 //! - `multi`: the trainer on a multi-input step (each task its own batch of the same size);
 //! - `gradient`: the trainer with a gradient-based strategy (`--gradient-weighting`, default
@@ -42,7 +43,7 @@ USAGE: cargo run --release --example throughput -- [FLAGS]
   --steps N             timed steps per variant and round (default 20)
   --warmup N            untimed steps before the rounds (default 3)
   --rounds N            alternating rounds (default 5)
-  --variants LIST       comma-separated: trainer, hand, reference, multi, gradient
+  --variants LIST       comma-separated: trainer, hand, hand-adamw, reference, multi, gradient
                         (default trainer,hand,reference)
   --gradient-weighting NAME   strategy of the `gradient` variant (default upgrad)
   --epoch               also time one full epoch through Trainer::fit, with peak memory
@@ -103,11 +104,18 @@ fn trainer(device: &Device, weighting: &str) -> candle_mtl::Result<Trainer> {
 /// conv and pool, candle-nn's losses and AdamW.
 struct HandLoop {
     vars: Vec<Var>,
-    opt: candle_nn::AdamW,
+    opt: HandOptimizer,
+}
+
+/// The hand-written loop's optimiser: the crate's Adam (the same update as the trainer's), or
+/// candle-nn's AdamW with weight decay 0 (what a plain candle program would use).
+enum HandOptimizer {
+    Crate(candle_mtl::optim::Optimizer),
+    CandleNn(candle_nn::AdamW),
 }
 
 impl HandLoop {
-    fn new(device: &Device) -> candle_mtl::Result<Self> {
+    fn new(device: &Device, candle_nn_adamw: bool) -> candle_mtl::Result<Self> {
         let shapes: [&[usize]; 10] = [
             &[32, 1, 3, 3],
             &[32],
@@ -129,12 +137,24 @@ impl HandLoop {
                 Var::rand(-bound as f32, bound as f32, *s, device)
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let params = candle_nn::ParamsAdamW {
-            lr: 1e-3,
-            weight_decay: 0.0,
-            ..Default::default()
+        let opt = if candle_nn_adamw {
+            let params = candle_nn::ParamsAdamW {
+                lr: 1e-3,
+                weight_decay: 0.0,
+                ..Default::default()
+            };
+            HandOptimizer::CandleNn(candle_nn::AdamW::new(vars.clone(), params)?)
+        } else {
+            let named = vars
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("p{i}"), v.clone()))
+                .collect();
+            HandOptimizer::Crate(candle_mtl::optim::Optimizer::new(
+                OptimizerConfig::adam(1e-3),
+                named,
+            )?)
         };
-        let opt = candle_nn::AdamW::new(vars.clone(), params)?;
         Ok(Self { vars, opt })
     }
 
@@ -162,7 +182,10 @@ impl HandLoop {
         };
         let loss = (candle_nn::loss::cross_entropy(&logits, digit)?
             + candle_nn::loss::mse(&value, target)?)?;
-        self.opt.backward_step(&loss)?;
+        match &mut self.opt {
+            HandOptimizer::Crate(opt) => opt.step(&loss.backward()?)?,
+            HandOptimizer::CandleNn(opt) => opt.backward_step(&loss)?,
+        }
         Ok(())
     }
 }
@@ -313,7 +336,12 @@ fn run(args: &Args) -> candle_mtl::Result<()> {
                 batch_size,
             ),
             "hand" => (
-                Runner::Hand(Box::new(HandLoop::new(&device)?)),
+                Runner::Hand(Box::new(HandLoop::new(&device, false)?)),
+                true,
+                batch_size,
+            ),
+            "hand-adamw" => (
+                Runner::Hand(Box::new(HandLoop::new(&device, true)?)),
                 true,
                 batch_size,
             ),
@@ -321,7 +349,7 @@ fn run(args: &Args) -> candle_mtl::Result<()> {
                 return Err(candle_mtl::Error::config(
                     "--variants",
                     other,
-                    "known variants: trainer, hand, reference, multi, gradient",
+                    "known variants: trainer, hand, hand-adamw, reference, multi, gradient",
                 ))
             }
         };

@@ -7,6 +7,7 @@ use candle_core::utils::with_threadpool;
 use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::buffers;
 use super::cpu::{storage_f32, CpuSlice};
 use super::gemm::{matmul, MatRef};
 use super::im2col::ConvGeometry;
@@ -89,28 +90,29 @@ impl Conv2dOp {
     }
 
     /// Max-pools one image's `conv` output into `out`, recording each window's winner (its
-    /// index in `conv`); the first maximum wins, NaN beats numbers.
+    /// index in `conv`); the first maximum wins (a NaN only when it comes first).
     fn pool_image(&self, k: usize, conv: &[f32], out: &mut [f32], winners: &mut [u32]) {
         let g = &self.geometry;
         let (ph, pw) = self.output_hw();
         let (plane, ow) = (g.out_plane(), g.out_width);
-        for c in 0..g.out_channels {
-            let base = c * plane;
-            for py in 0..ph {
-                for px in 0..pw {
-                    let mut best = base + py * k * ow + px * k;
-                    for y in py * k..py * k + k {
-                        for x in px * k..px * k + k {
-                            let i = base + y * ow + x;
-                            if conv[i] > conv[best] || (conv[i].is_nan() && !conv[best].is_nan()) {
-                                best = i;
-                            }
+        let rows = out.chunks_mut(pw).zip(winners.chunks_mut(pw));
+        for (r, (out_row, win_row)) in rows.enumerate() {
+            let (c, py) = (r / ph, r % ph);
+            let top = c * plane + py * k * ow;
+            for (px, (o, at)) in out_row.iter_mut().zip(win_row.iter_mut()).enumerate() {
+                let mut best = top + px * k;
+                let mut value = conv[best];
+                for y in 0..k {
+                    let row = top + y * ow + px * k;
+                    for (x, &v) in conv[row..row + k].iter().enumerate() {
+                        if v > value {
+                            value = v;
+                            best = row + x;
                         }
                     }
-                    let o = (c * ph + py) * pw + px;
-                    out[o] = conv[best];
-                    winners[o] = best as u32;
                 }
+                *o = value;
+                *at = best as u32;
             }
         }
     }
@@ -119,8 +121,9 @@ impl Conv2dOp {
     fn forward_batch(&self, x: &[f32], w: &[f32], b: &[f32], out: &mut [f32]) {
         let g = self.geometry;
         let out_len = self.output_len();
+        // Every element is written by im2col: a recycled buffer needs no clearing.
         let mut patches = if self.keep_patches {
-            vec![0f32; g.batch * g.cols_len()]
+            buffers::take(g.batch * g.cols_len())
         } else {
             Vec::new()
         };
@@ -165,6 +168,15 @@ impl Conv2dOp {
         }
         if self.pool.is_some() {
             let _ = self.winners.set(winners);
+        }
+    }
+}
+
+impl Drop for Conv2dOp {
+    /// The graph that held the op is gone: its patch cache serves the next step's op.
+    fn drop(&mut self) {
+        if let Some(patches) = self.patches.take() {
+            buffers::give_back(patches);
         }
     }
 }

@@ -17,6 +17,7 @@
 //! [`set_fast_cpu_ops(false)`](set_fast_cpu_ops), the same functions run candle's reference
 //! ops, so a model written with them works everywhere.
 
+mod buffers;
 mod conv2d;
 mod cpu;
 mod gemm;
@@ -31,6 +32,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
 use conv2d::Conv2dOp;
+pub(crate) use cpu::CpuSlice;
 use im2col::ConvGeometry;
 use max_pool::MaxPool2dOp;
 
