@@ -100,8 +100,8 @@ fn trainer(device: &Device, weighting: &str) -> candle_mtl::Result<Trainer> {
     )
 }
 
-/// The same model written directly against candle: parameters as `Var`s, the crate's ops for
-/// conv and pool, candle-nn's losses and AdamW.
+/// The same model written directly against candle: parameters as `Var`s, the crate's ops
+/// (conv + pool, linear), candle-nn's losses, the crate's Adam or candle-nn's AdamW.
 struct HandLoop {
     vars: Vec<Var>,
     opt: HandOptimizer,
@@ -168,13 +168,9 @@ impl HandLoop {
         };
         let h = ops::conv2d(&batch.inputs, v[0], v[1], block)?;
         let h = ops::conv2d(&h, v[2], v[3], block)?;
-        let h = h
-            .flatten_from(1)?
-            .matmul(&v[4].t()?)?
-            .broadcast_add(v[5])?
-            .relu()?;
-        let logits = h.matmul(&v[6].t()?)?.broadcast_add(v[7])?;
-        let value = h.matmul(&v[8].t()?)?.broadcast_add(v[9])?.squeeze(1)?;
+        let h = ops::linear(&h.flatten_from(1)?, v[4], v[5], true)?;
+        let logits = ops::linear(&h, v[6], v[7], false)?;
+        let value = ops::linear(&h, v[8], v[9], false)?.squeeze(1)?;
         let (Some(digit), Some(target)) = (batch.target("digit"), batch.target("value")) else {
             return Err(candle_mtl::Error::DataMismatch(
                 "batch lacks digit/value".into(),

@@ -146,7 +146,7 @@ impl SharedEncoder for ConvNet {
         for conv in &self.convs {
             h = conv.forward_fused(&h, true, Some(2))?;
         }
-        Ok(self.fc.forward(&h.flatten_from(1)?)?.relu()?)
+        self.fc.forward_fused(&h.flatten_from(1)?, true)
     }
 
     fn output_dim(&self) -> usize {
@@ -169,9 +169,7 @@ impl super::StagedEncoder for ConvNet {
     fn forward_stage(&self, stage: usize, h: &Tensor, _train: bool) -> Result<Tensor> {
         match self.convs.get(stage) {
             Some(conv) => conv.forward_fused(h, true, Some(2)),
-            None if stage == self.convs.len() => {
-                Ok(self.fc.forward(&h.flatten_from(1)?)?.relu()?)
-            }
+            None if stage == self.convs.len() => self.fc.forward_fused(&h.flatten_from(1)?, true),
             None => Err(Error::DataMismatch(format!(
                 "stage {stage} of a ConvNet with {} stages",
                 self.convs.len() + 1

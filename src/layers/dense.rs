@@ -2,6 +2,7 @@ use candle_core::Tensor;
 
 use super::Activation;
 use crate::error::{Error, Result};
+use crate::ops;
 use crate::params::{Param, ParamPath};
 
 /// A fully connected layer `y = x W^T + b`, initialised as PyTorch's `nn.Linear`:
@@ -48,29 +49,29 @@ impl Dense {
         self.out_dim
     }
 
-    /// Applies the layer.
+    /// Applies the layer (with [`ops::linear`]: one fused op on the CPU).
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward_fused(xs, false)
+    }
+
+    /// Applies the layer followed by ReLU (`relu == true`), fused on the CPU.
+    pub fn forward_fused(&self, xs: &Tensor, relu: bool) -> Result<Tensor> {
         let (w, b) = (self.weight.tensor(), self.bias.tensor());
-        let dims = xs.dims();
-        let ys = match dims {
-            [_, _] => xs.matmul(&w.t()?)?,
+        match xs.dims() {
+            [_, _] => ops::linear(xs, w, b, relu),
             [.., last] => {
                 let rows = xs.elem_count() / (*last).max(1);
-                let mut out_dims = dims.to_vec();
+                let mut out_dims = xs.dims().to_vec();
                 if let Some(l) = out_dims.last_mut() {
                     *l = self.out_dim;
                 }
-                xs.reshape((rows, *last))?
-                    .matmul(&w.t()?)?
-                    .reshape(out_dims)?
+                let ys = ops::linear(&xs.reshape((rows, *last))?, w, b, relu)?;
+                Ok(ys.reshape(out_dims)?)
             }
-            [] => {
-                return Err(Error::DataMismatch(
-                    "a dense layer needs an input with at least one dimension".into(),
-                ))
-            }
-        };
-        Ok(ys.broadcast_add(b)?)
+            [] => Err(Error::DataMismatch(
+                "a dense layer needs an input with at least one dimension".into(),
+            )),
+        }
     }
 }
 
@@ -136,23 +137,19 @@ impl DenseStack {
         let layer = self.layers.get(i).ok_or_else(|| {
             Error::DataMismatch(format!("layer {i} of a {}-layer stack", self.layers.len()))
         })?;
-        let h = layer.forward(xs)?;
-        if i + 1 < self.layers.len() || self.activate_last {
-            self.activation.apply(&h)
-        } else {
-            Ok(h)
+        let activate = i + 1 < self.layers.len() || self.activate_last;
+        match (activate, self.activation) {
+            (true, Activation::Relu) => layer.forward_fused(xs, true),
+            (true, activation) => activation.apply(&layer.forward(xs)?),
+            (false, _) => layer.forward(xs),
         }
     }
 
     /// Applies every layer in turn.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let last = self.layers.len() - 1;
         let mut h = xs.clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(&h)?;
-            if i < last || self.activate_last {
-                h = self.activation.apply(&h)?;
-            }
+        for i in 0..self.layers.len() {
+            h = self.forward_layer(i, &h)?;
         }
         Ok(h)
     }

@@ -22,6 +22,7 @@ mod conv2d;
 mod cpu;
 mod gemm;
 mod im2col;
+mod linear;
 mod max_pool;
 #[cfg(test)]
 mod tests;
@@ -34,6 +35,7 @@ use crate::error::{Error, Result};
 use conv2d::Conv2dOp;
 pub(crate) use cpu::CpuSlice;
 use im2col::ConvGeometry;
+use linear::LinearOp;
 use max_pool::MaxPool2dOp;
 
 static FAST_CPU_OPS: AtomicBool = AtomicBool::new(true);
@@ -170,6 +172,41 @@ fn conv_geometry(
         out_height,
         out_width,
     })
+}
+
+/// `relu?(xs W^T + b)` for `xs` `(rows, in)`, `weight` `(out, in)`, `bias` `(out)`: output
+/// `(rows, out)`. On the CPU in f32 one fused op (one gemm forward, two backward, bias and
+/// ReLU in the same passes, no gradient work for inputs that are data or frozen); elsewhere
+/// candle's `matmul` + `broadcast_add` (+ `relu`).
+pub fn linear(xs: &Tensor, weight: &Tensor, bias: &Tensor, relu: bool) -> Result<Tensor> {
+    let (&[rows, inputs], &[outputs, w_in]) = (xs.dims(), weight.dims()) else {
+        return Err(Error::DataMismatch(format!(
+            "linear: input {:?} and weight {:?} must have 2 dimensions",
+            xs.dims(),
+            weight.dims()
+        )));
+    };
+    if w_in != inputs || bias.dims() != [outputs] {
+        return Err(Error::DataMismatch(format!(
+            "linear: input {:?}, weight {:?}, bias {:?}: the weight must be (out, {inputs}) and the bias (out)",
+            xs.dims(),
+            weight.dims(),
+            bias.dims()
+        )));
+    }
+    if !use_fast_path(&[xs, weight, bias]) {
+        let ys = xs.matmul(&weight.t()?)?.broadcast_add(bias)?;
+        return Ok(if relu { ys.relu()? } else { ys });
+    }
+    let op = LinearOp {
+        rows,
+        inputs,
+        outputs,
+        relu,
+    };
+    Ok(xs
+        .contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?)
 }
 
 /// Max pooling over `kernel x kernel` windows every `stride` pixels, no padding: input

@@ -5,7 +5,7 @@ use candle_core::{Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{conv2d, max_pool2d, ConvOptions};
+use super::{conv2d, linear, max_pool2d, ConvOptions};
 use crate::error::Result;
 
 fn random(rng: &mut ChaCha8Rng, dims: &[usize]) -> Result<Tensor> {
@@ -314,4 +314,65 @@ fn naive_pool_gradient(x: &Tensor, grad: &Tensor, k: usize, s: usize) -> Result<
         }
     }
     Ok(Tensor::from_vec(dx, (n, c, h, w), &Device::Cpu)?)
+}
+
+#[test]
+fn linear_matches_candle_on_random_shapes() -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut shapes = vec![(64, 3136, 128), (1, 1, 1), (3, 5, 2)];
+    for _ in 0..12 {
+        shapes.push((
+            rng.random_range(1..=70),
+            rng.random_range(1..=40),
+            rng.random_range(1..=33),
+        ));
+    }
+    for (rows, inputs, outputs) in shapes {
+        for relu in [false, true] {
+            let (x_var, w_var) = (rng.random_bool(0.7), rng.random_bool(0.8));
+            let what =
+                format!("{rows}x{inputs} -> {outputs} relu={relu} x_var={x_var} w_var={w_var}");
+            let x = Var::from_tensor(&random(&mut rng, &[rows, inputs])?)?;
+            let w = Var::from_tensor(&random(&mut rng, &[outputs, inputs])?)?;
+            let b = Var::from_tensor(&random(&mut rng, &[outputs])?)?;
+            let x_in = if x_var {
+                x.as_tensor().clone()
+            } else {
+                x.as_tensor().detach()
+            };
+            let w_in = if w_var {
+                w.as_tensor().clone()
+            } else {
+                w.as_tensor().detach()
+            };
+            let fast = linear(&x_in, &w_in, b.as_tensor(), relu)?;
+            let reference = x_in.matmul(&w_in.t()?)?.broadcast_add(b.as_tensor())?;
+            let reference = if relu { reference.relu()? } else { reference };
+            assert_close(&fast, &reference, &format!("{what} forward"))?;
+            let r = random(&mut rng, fast.dims())?;
+            let fg = (&fast * &r)?.sum_all()?.backward()?;
+            let rg = (&reference * &r)?.sum_all()?.backward()?;
+            for (var, is_var, name) in [
+                (&x, x_var, "input"),
+                (&w, w_var, "weight"),
+                (&b, true, "bias"),
+            ] {
+                match (fg.get(var), rg.get(var)) {
+                    (Some(f), Some(r)) => assert_close(f, r, &format!("{what} {name} gradient"))?,
+                    (None, None) => assert!(!is_var, "{what}: no {name} gradient"),
+                    (f, r) => panic!(
+                        "{what} {name}: fast {:?}, reference {:?}",
+                        f.is_some(),
+                        r.is_some()
+                    ),
+                }
+            }
+        }
+    }
+    let x = Tensor::zeros((2, 3), candle_core::DType::F32, &Device::Cpu)?;
+    let w = Tensor::zeros((4, 2), candle_core::DType::F32, &Device::Cpu)?;
+    let b = Tensor::zeros(4, candle_core::DType::F32, &Device::Cpu)?;
+    let err = linear(&x, &w, &b, false).unwrap_err().to_string();
+    assert!(err.contains("[2, 3]") && err.contains("[4, 2]"), "{err}");
+    Ok(())
 }
