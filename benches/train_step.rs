@@ -20,6 +20,10 @@ use candle_mtl::weighting::by_name;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn trainer(weighting: Box<dyn TaskWeighting>) -> Result<Trainer> {
+    trainer_with(weighting, TrainerConfig::default())
+}
+
+fn trainer_with(weighting: Box<dyn TaskWeighting>, config: TrainerConfig) -> Result<Trainer> {
     let model = MultiTaskModel::builder(&Device::Cpu, 0)
         .encoder(|p| ConvNet::new(&ConvNetConfig::default(), p))?
         .task(TaskSpec::classification("digit"), |p| {
@@ -29,7 +33,7 @@ fn trainer(weighting: Box<dyn TaskWeighting>) -> Result<Trainer> {
             LinearHead::new(128, 1, p)
         })?
         .build()?;
-    Trainer::new(model, weighting, TrainerConfig::default())
+    Trainer::new(model, weighting, config)
 }
 
 fn bench(c: &mut Criterion) -> Result<()> {
@@ -54,7 +58,11 @@ fn bench(c: &mut Criterion) -> Result<()> {
             b.iter(|| t.train_step(&shared).expect("training step"));
         });
         group.throughput(Throughput::Elements(2 * size as u64));
-        let mut t = trainer(by_name("equal")?)?;
+        let multi = TrainerConfig {
+            input_mode: InputMode::MultiInput,
+            ..TrainerConfig::default()
+        };
+        let mut t = trainer_with(by_name("equal")?, multi)?;
         group.bench_function(format!("equal/multi-input/batch{size}x2"), |b| {
             b.iter(|| t.train_step(&per_task).expect("training step"));
         });

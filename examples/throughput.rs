@@ -14,10 +14,11 @@
 //! - `reference`: the trainer with the fast ops switched off (candle's own conv and pool);
 //! - `multi`: the trainer on a multi-input step (each task its own batch of the same size);
 //! - `gradient`: the trainer with a gradient-based strategy (`--gradient-weighting`, default
-//!   upgrad: one backward per task).
+//!   upgrad: one backward per task);
+//! - `frozen-encoder`: the trainer with the encoder frozen (only the heads learn).
 //!
-//! It also measures the machine's f32 gemm peak (candle's matmul, 1024^3), counts the FLOPs of a
-//! step and prints the achieved GFLOP/s; `--epoch` times one full epoch through `Trainer::fit`
+//! It also measures the machine's f32 gemm peak (candle's matmul, 1024^3), counts the gemm FLOPs
+//! of each variant's step and prints the achieved GFLOP/s; `--epoch` times one full epoch through `Trainer::fit`
 //! and reports the process's peak memory. `--json PATH` writes every number.
 
 mod common;
@@ -43,7 +44,8 @@ USAGE: cargo run --release --example throughput -- [FLAGS]
   --steps N             timed steps per variant and round (default 20)
   --warmup N            untimed steps before the rounds (default 3)
   --rounds N            alternating rounds (default 5)
-  --variants LIST       comma-separated: trainer, hand, hand-adamw, reference, multi, gradient
+  --variants LIST       comma-separated: trainer, hand, hand-adamw, reference, multi, gradient,
+                        frozen-encoder
                         (default trainer,hand,reference)
   --gradient-weighting NAME   strategy of the `gradient` variant (default upgrad)
   --epoch               also time one full epoch through Trainer::fit, with peak memory
@@ -51,27 +53,42 @@ USAGE: cargo run --release --example throughput -- [FLAGS]
   --json PATH           write the measurements as JSON
   -h, --help            this text";
 
-/// FLOPs of one training step of the seed model at batch `b`: each layer's forward
-/// multiply-adds, the same again for its weight gradient and, except for the first
-/// convolution (its input is data), for its input gradient; two FLOPs per multiply-add.
-/// Elementwise work (bias, ReLU, pooling, losses, Adam) is left out.
-fn step_flops(b: usize) -> f64 {
-    let conv0 = b * 32 * 9 * 28 * 28;
-    let conv1 = b * 64 * (32 * 9) * 14 * 14;
-    let fc = b * 3136 * 128;
-    let heads = b * 128 * 11;
-    let forward = conv0 + conv1 + fc + heads;
-    let weight_grads = forward;
-    let input_grads = conv1 + fc + heads;
-    2.0 * (forward + weight_grads + input_grads) as f64
+/// FLOPs of the seed model at batch `b`, two per multiply-add, gemm work only: elementwise
+/// work (bias, ReLU, pooling, losses, Adam) is left out.
+struct StepFlops {
+    forward: f64,
+    /// Weight gradients of every encoder layer, input gradients of all but the first
+    /// convolution (its input is data).
+    encoder_backward: f64,
+    /// The heads' weight gradients and the gradient into the representation.
+    heads_backward: f64,
 }
 
-/// Best GFLOP/s of candle's f32 matmul on `n x n` matrices over a few repetitions.
+impl StepFlops {
+    fn new(b: usize) -> Self {
+        let conv0 = (b * 32 * 9 * 28 * 28) as f64;
+        let conv1 = (b * 64 * (32 * 9) * 14 * 14) as f64;
+        let fc = (b * 3136 * 128) as f64;
+        let heads = (b * 128 * 11) as f64;
+        Self {
+            forward: 2.0 * (conv0 + conv1 + fc + heads),
+            encoder_backward: 2.0 * ((conv0 + conv1 + fc) + (conv1 + fc)),
+            heads_backward: 2.0 * (2.0 * heads),
+        }
+    }
+
+    /// One forward and one backward pass.
+    fn step(&self) -> f64 {
+        self.forward + self.encoder_backward + self.heads_backward
+    }
+}
+
+/// Best GFLOP/s of candle's f32 matmul on `n x n` matrices over ten repetitions.
 fn gemm_peak(n: usize, device: &Device) -> candle_mtl::Result<f64> {
     let a = Tensor::randn(0f32, 1.0, (n, n), device)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), device)?;
     let mut best = f64::INFINITY;
-    for _ in 0..6 {
+    for _ in 0..10 {
         let t = Instant::now();
         let c = a.matmul(&b)?;
         c.sum_all()?.to_scalar::<f32>()?;
@@ -98,6 +115,22 @@ fn trainer(device: &Device, weighting: &str) -> candle_mtl::Result<Trainer> {
         by_name(weighting)?,
         TrainerConfig::default(),
     )
+}
+
+/// The trainer on one batch per task (multi-input mode).
+fn multi_input_trainer(device: &Device) -> candle_mtl::Result<Trainer> {
+    let config = TrainerConfig {
+        input_mode: InputMode::MultiInput,
+        ..TrainerConfig::default()
+    };
+    Trainer::new(model(device)?, by_name("equal")?, config)
+}
+
+/// The trainer with the encoder frozen: only the heads learn, and backward stops at them.
+fn frozen_encoder_trainer(device: &Device) -> candle_mtl::Result<Trainer> {
+    let model = model(device)?;
+    model.freeze(&candle_mtl::model::Component::Encoder)?;
+    Trainer::new(model, by_name("equal")?, TrainerConfig::default())
 }
 
 /// The same model written directly against candle: parameters as `Var`s, the crate's ops
@@ -202,6 +235,8 @@ struct Variant {
     runner: Runner,
     fast_ops: bool,
     samples_per_step: usize,
+    /// Gemm FLOPs of one step (see [`StepFlops`]).
+    flops: f64,
     rates: Vec<f64>,
 }
 
@@ -298,7 +333,8 @@ fn run(args: &Args) -> candle_mtl::Result<()> {
             data.batch(&idx, &device)
         })
         .collect::<candle_mtl::Result<Vec<_>>>()?;
-    let threads = rayon::current_num_threads();
+    // The thread pool candle's gemm and the crate's ops run in (RAYON_NUM_THREADS).
+    let threads = candle_core::utils::get_num_threads();
     println!(
         "seed CNN, batch {batch_size}, {threads} thread(s), {} ({dir})",
         candle_mtl::device::describe(&device)
@@ -322,7 +358,7 @@ fn run(args: &Args) -> candle_mtl::Result<()> {
                 batch_size,
             ),
             "multi" => (
-                Runner::Trainer(Box::new(trainer(&device, "equal")?), StepBatchKind::PerTask),
+                Runner::Trainer(Box::new(multi_input_trainer(&device)?), StepBatchKind::PerTask),
                 true,
                 2 * batch_size,
             ),
@@ -336,6 +372,14 @@ fn run(args: &Args) -> candle_mtl::Result<()> {
                 true,
                 batch_size,
             ),
+            "frozen-encoder" => (
+                Runner::Trainer(
+                    Box::new(frozen_encoder_trainer(&device)?),
+                    StepBatchKind::Shared,
+                ),
+                true,
+                batch_size,
+            ),
             "hand-adamw" => (
                 Runner::Hand(Box::new(HandLoop::new(&device, true)?)),
                 true,
@@ -345,7 +389,7 @@ fn run(args: &Args) -> candle_mtl::Result<()> {
                 return Err(candle_mtl::Error::config(
                     "--variants",
                     other,
-                    "known variants: trainer, hand, hand-adamw, reference, multi, gradient",
+                    "known variants: trainer, hand, hand-adamw, reference, multi, gradient, frozen-encoder",
                 ))
             }
         };
@@ -354,11 +398,22 @@ fn run(args: &Args) -> candle_mtl::Result<()> {
         } else {
             name.trim().to_string()
         };
+        let f = StepFlops::new(batch_size);
+        let flops = match name.as_str() {
+            "multi" => 2.0 * f.step(),
+            // One backward per task (two tasks) through the encoder.
+            n if n.starts_with("gradient") => {
+                f.forward + 2.0 * f.encoder_backward + f.heads_backward
+            }
+            "frozen-encoder" => f.forward + f.heads_backward,
+            _ => f.step(),
+        };
         variants.push(Variant {
             name,
             runner,
             fast_ops,
             samples_per_step: per_step,
+            flops,
             rates: Vec::new(),
         });
     }
@@ -380,13 +435,13 @@ fn run(args: &Args) -> candle_mtl::Result<()> {
     } else {
         f64::NAN
     };
-    let flops = step_flops(batch_size);
+    let flops = StepFlops::new(batch_size).step();
     println!(
         "\nFLOPs per step (batch {batch_size}, gemm work only): {:.3} GFLOP",
         flops / 1e9
     );
     if device.is_cpu() {
-        println!("f32 gemm peak (candle matmul 1024^3, best of 6): {peak:.1} GFLOP/s");
+        println!("f32 gemm peak (candle matmul 1024^3, best of 10): {peak:.1} GFLOP/s");
     }
     let mut json = vec![
         format!(
@@ -403,8 +458,7 @@ fn run(args: &Args) -> candle_mtl::Result<()> {
     for v in &variants {
         let (lo, med, hi) = stats(v.rates.clone());
         let steps_per_s = med / v.samples_per_step as f64;
-        let per_step_flops = flops * (v.samples_per_step / batch_size) as f64;
-        let gflops = steps_per_s * per_step_flops / 1e9;
+        let gflops = steps_per_s * v.flops / 1e9;
         println!(
             "| {} | {lo:.0} / {med:.0} / {hi:.0} | {gflops:.1} | {:.0} % |",
             v.name,
