@@ -181,6 +181,20 @@ impl Drop for Conv2dOp {
     }
 }
 
+/// The sum of `xs` over 8 independent lanes, so that it vectorises (a plain `sum` is one
+/// serial chain of additions).
+fn lane_sum(xs: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for (lane, v) in lanes.iter_mut().zip(chunk) {
+            *lane += v;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// `batch` chunks of `len` elements of `data`, or `batch` `None`s when `data` is empty.
 fn optional_chunks<T>(data: &mut [T], len: usize, batch: usize) -> Vec<Option<&mut [T]>> {
     if data.is_empty() {
@@ -313,7 +327,7 @@ impl CustomOp3 for Conv2dOp {
                     let dz = MatRef::row_major(&acc.dz, g.out_channels, g.out_plane());
                     if need_b {
                         for (db, plane) in acc.db.iter_mut().zip(acc.dz.chunks(g.out_plane())) {
-                            *db += plane.iter().sum::<f32>();
+                            *db += lane_sum(plane);
                         }
                     }
                     if need_w {

@@ -147,7 +147,9 @@ fn update_cpu(
     let moments_ok = [&state.first, &state.second]
         .iter()
         .all(|m| m.as_ref().is_none_or(|m| on_cpu(m) && m.is_contiguous()));
-    if !(fast_cpu_ops() && on_cpu(theta) && on_cpu(grad) && moments_ok) {
+    // Both moments or neither (a partial state takes the general path).
+    let paired = state.first.is_some() == state.second.is_some();
+    if !(fast_cpu_ops() && on_cpu(theta) && on_cpu(grad) && moments_ok && paired) {
         return Ok(None);
     }
     let (theta_c, grad_c) = (theta.contiguous()?, grad.contiguous()?);
@@ -186,14 +188,32 @@ fn update_cpu(
     let n = th.len();
     let (mut new_theta, mut m_new, mut v_new) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
     let update_chunk = |start: usize, th_out: &mut [f32], m_out: &mut [f32], v_out: &mut [f32]| {
-        for j in 0..th_out.len() {
-            let i = start + j;
-            let g = gr[i] + coupled_wd * th[i];
-            let m = m_old.map_or(0.0, |m| b1 * m[i]) + (1.0 - b1) * g;
-            let v = v_old.map_or(0.0, |v| b2 * v[i]) + (1.0 - b2) * (g * g);
-            m_out[j] = m;
-            v_out[j] = v;
-            th_out[j] = shrink * th[i] - step_size * m / ((v * inv_bias2).sqrt() + eps);
+        let end = start + th_out.len();
+        let (th, gr) = (&th[start..end], &gr[start..end]);
+        // Moments from the previous step, or zero at the first (one loop each, branch-free,
+        // so that both vectorise).
+        match (m_old, v_old) {
+            (Some(m_old), Some(v_old)) => {
+                let (m_old, v_old) = (&m_old[start..end], &v_old[start..end]);
+                for j in 0..th_out.len() {
+                    let g = gr[j] + coupled_wd * th[j];
+                    let m = b1 * m_old[j] + (1.0 - b1) * g;
+                    let v = b2 * v_old[j] + (1.0 - b2) * (g * g);
+                    m_out[j] = m;
+                    v_out[j] = v;
+                    th_out[j] = shrink * th[j] - step_size * m / ((v * inv_bias2).sqrt() + eps);
+                }
+            }
+            _ => {
+                for j in 0..th_out.len() {
+                    let g = gr[j] + coupled_wd * th[j];
+                    let m = (1.0 - b1) * g;
+                    let v = (1.0 - b2) * (g * g);
+                    m_out[j] = m;
+                    v_out[j] = v;
+                    th_out[j] = shrink * th[j] - step_size * m / ((v * inv_bias2).sqrt() + eps);
+                }
+            }
         }
     };
     if n >= 4 * CHUNK {
