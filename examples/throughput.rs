@@ -5,8 +5,8 @@
 //! cargo run --release --example throughput
 //! RAYON_NUM_THREADS=1 cargo run --release --example throughput -- --rounds 7
 //! ```
-//! Runs several variants of the same training step in alternating rounds (so that a noisy
-//! machine slows them alike) and prints samples/s per round and the ratios' min/median/max:
+//! Runs several variants of the same training step in alternating rounds, forwards and
+//! backwards in turn (so that a noisy machine slows them alike) and prints samples/s per round and the ratios' min/median/max:
 //! - `trainer`: `Trainer::train_step` with the fast CPU ops (`candle_mtl::ops`);
 //! - `hand`: a minimal hand-written candle loop of the same model, the same ops and the same
 //!   Adam (`candle_mtl::optim`), no trainer: the library's overhead is `hand / trainer`;
@@ -50,6 +50,7 @@ USAGE: cargo run --release --example throughput -- [FLAGS]
   --gradient-weighting NAME   strategy of the `gradient` variant (default upgrad)
   --epoch               also time one full epoch through Trainer::fit, with peak memory
   --cuda                run on the first CUDA GPU (needs --features cuda)
+  --skip-peak           do not measure the gemm peak (for instruction counts of the steps alone)
   --json PATH           write the measurements as JSON
   -h, --help            this text";
 
@@ -420,17 +421,25 @@ fn run(args: &Args) -> candle_mtl::Result<()> {
     for v in &mut variants {
         v.run(&batches, warmup.max(1))?;
     }
+    // Odd rounds run the variants in reverse order, so that none always follows the same one
+    // (a variant that allocates much leaves the heap in a state the next one pays for).
     for round in 0..rounds {
+        let mut order: Vec<usize> = (0..variants.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for &i in &order {
+            let rate = variants[i].run(&batches, steps)?;
+            variants[i].rates.push(rate);
+        }
         let mut line = format!("round {}:", round + 1);
-        for v in &mut variants {
-            let rate = v.run(&batches, steps)?;
-            v.rates.push(rate);
-            line.push_str(&format!("  {} {rate:.0}", v.name));
+        for v in &variants {
+            line.push_str(&format!("  {} {:.0}", v.name, v.rates[round]));
         }
         println!("{line}  samples/s");
     }
 
-    let peak = if device.is_cpu() {
+    let peak = if device.is_cpu() && !args.flag("skip-peak") {
         gemm_peak(1024, &device)?
     } else {
         f64::NAN
@@ -440,7 +449,7 @@ fn run(args: &Args) -> candle_mtl::Result<()> {
         "\nFLOPs per step (batch {batch_size}, gemm work only): {:.3} GFLOP",
         flops / 1e9
     );
-    if device.is_cpu() {
+    if peak.is_finite() {
         println!("f32 gemm peak (candle matmul 1024^3, best of 10): {peak:.1} GFLOP/s");
     }
     let mut json = vec![
@@ -533,7 +542,7 @@ fn run(args: &Args) -> candle_mtl::Result<()> {
 fn main() {
     main_with(
         USAGE,
-        &["epoch", "cuda"],
+        &["epoch", "cuda", "skip-peak"],
         &[
             "data-dir",
             "batch-size",
@@ -544,6 +553,7 @@ fn main() {
             "gradient-weighting",
             "epoch",
             "cuda",
+            "skip-peak",
             "json",
         ],
         run,
