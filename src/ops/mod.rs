@@ -235,17 +235,30 @@ pub fn max_pool2d(xs: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
     Ok(xs.contiguous()?.apply_op1(op)?)
 }
 
-/// Max pooling from candle's ops, for devices without the fast op. With `kernel == stride`
-/// it is a reshape and two `max` reductions, whose backward routes the gradient to the
-/// window's maximum; candle's own `max_pool2d` backward scales it by `1 / kernel^2` (it
-/// multiplies by the share of winners in the window instead of dividing by their number),
-/// and has no backward for `kernel != stride`, where it is used only for the forward pass.
+/// Max pooling from candle's ops, for devices without the fast op, with the fast op's (and
+/// PyTorch's) gradient: all of a window's gradient goes to its first maximum. With
+/// `kernel == stride` the windows are gathered by a reshape; the output is the window's max
+/// (NaN propagates) plus a term that is zero in value and carries the gradient to the first
+/// winner. candle's own `max_pool2d` backward is not used: it scales the gradient by
+/// `winners / kernel^2` (a quarter of it for a 2x2 window with one winner) and has no
+/// backward for `kernel != stride`, where it serves the forward pass only.
 fn reference_max_pool2d(xs: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
     if kernel != stride {
         return Ok(xs.max_pool2d_with_stride(kernel, stride)?);
     }
     let (n, c, h, w) = xs.dims4()?;
     let (oh, ow) = (h / kernel, w / kernel);
-    let xs = xs.narrow(2, 0, oh * kernel)?.narrow(3, 0, ow * kernel)?;
-    Ok(xs.reshape((n, c, oh, kernel, ow, kernel))?.max(5)?.max(3)?)
+    let windows = xs
+        .narrow(2, 0, oh * kernel)?
+        .narrow(3, 0, ow * kernel)?
+        .reshape((n, c, oh, kernel, ow, kernel))?
+        .permute((0, 1, 2, 4, 3, 5))?
+        .contiguous()?
+        .reshape((n, c, oh, ow, kernel * kernel))?;
+    let max = windows.max_keepdim(4)?.detach();
+    let winners = windows.broadcast_eq(&max)?.to_dtype(xs.dtype())?;
+    // Running count of winners along the window: 1 at the first one.
+    let first = (winners.cumsum(4)?.le(1.0)?.to_dtype(xs.dtype())? * &winners)?;
+    let route = ((&windows - windows.detach())? * first)?.sum(4)?;
+    Ok((max.squeeze(4)? + route)?)
 }

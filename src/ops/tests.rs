@@ -376,3 +376,37 @@ fn linear_matches_candle_on_random_shapes() -> Result<()> {
     assert!(err.contains("[2, 3]") && err.contains("[4, 2]"), "{err}");
     Ok(())
 }
+
+#[test]
+fn ties_go_to_the_first_winner_on_both_paths() -> Result<()> {
+    // Values from {0, 1, 2}: most windows hold ties, as flat image regions do.
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let values: Vec<f32> = (0..2 * 3 * 6 * 8)
+        .map(|_| rng.random_range(0..3) as f32)
+        .collect();
+    let x = Var::from_tensor(&Tensor::from_vec(values, (2, 3, 6, 8), &Device::Cpu)?)?;
+    let r = random(&mut rng, &[2, 3, 3, 4])?;
+    let fast = max_pool2d(x.as_tensor(), 2, 2)?;
+    let fallback = super::reference_max_pool2d(x.as_tensor(), 2, 2)?;
+    assert_close(&fast, &fallback, "tied forward")?;
+    let fg = (&fast * &r)?.sum_all()?.backward()?;
+    let bg = (&fallback * &r)?.sum_all()?.backward()?;
+    match (fg.get(&x), bg.get(&x)) {
+        (Some(f), Some(b)) => {
+            assert_close(f, b, "tied gradient")?;
+            assert_close(
+                f,
+                &naive_pool_gradient(x.as_tensor(), &r, 2, 2)?,
+                "tied vs naive",
+            )?;
+        }
+        _ => panic!("missing gradient"),
+    }
+    // A NaN in a window comes through the fallback's forward pass too.
+    let nan = Tensor::new(&[[[[1f32, f32::NAN], [0.0, 2.0]]]], &Device::Cpu)?;
+    let pooled = super::reference_max_pool2d(&nan, 2, 2)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    assert!(pooled[0].is_nan(), "{pooled:?}");
+    Ok(())
+}
