@@ -11,7 +11,10 @@ use candle_mtl::train::StepBatch;
 
 /// Losses of each step and every parameter after `steps` SGD steps of the small CNN (two
 /// conv + ReLU + pool blocks, a linear layer, two linear heads) on the fixture's digits.
-fn train(fast: bool, steps: usize) -> Result<(Vec<Vec<f64>>, Vec<(String, Tensor)>)> {
+/// Per-step task losses, and the parameters by name.
+type Run = (Vec<Vec<f64>>, Vec<(String, Tensor)>);
+
+fn train(fast: bool, steps: usize) -> Result<Run> {
     set_fast_cpu_ops(fast);
     let mnist = common::fixture();
     let data = common::cls_reg_dataset(&mnist.train);
