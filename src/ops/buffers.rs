@@ -4,18 +4,25 @@
 
 use std::sync::Mutex;
 
-/// Buffers kept for reuse, newest last; the oldest is freed to make room.
+/// Buffers kept for reuse, newest last; the oldest are freed to stay within `keep` buffers
+/// and `max_elements` elements in all.
 struct BufferPool {
     free: Vec<Vec<f32>>,
     keep: usize,
+    max_elements: usize,
 }
 
 impl BufferPool {
-    const fn new(keep: usize) -> Self {
+    const fn new(keep: usize, max_elements: usize) -> Self {
         Self {
             free: Vec::new(),
             keep,
+            max_elements,
         }
+    }
+
+    fn held(&self) -> usize {
+        self.free.iter().map(Vec::len).sum()
     }
 
     fn take(&mut self, len: usize) -> Option<Vec<f32>> {
@@ -24,14 +31,20 @@ impl BufferPool {
     }
 
     fn give_back(&mut self, buffer: Vec<f32>) {
-        if self.free.len() == self.keep {
+        if buffer.len() > self.max_elements {
+            return;
+        }
+        while !self.free.is_empty()
+            && (self.free.len() == self.keep || self.held() + buffer.len() > self.max_elements)
+        {
             self.free.remove(0);
         }
         self.free.push(buffer);
     }
 }
 
-static POOL: Mutex<BufferPool> = Mutex::new(BufferPool::new(8));
+/// At most 4 buffers and 32 Mi elements (128 MiB) are kept.
+static POOL: Mutex<BufferPool> = Mutex::new(BufferPool::new(4, 32 << 20));
 
 /// A buffer of exactly `len` elements with unspecified contents (zeros when fresh): only for
 /// callers that write every element before reading it.
@@ -55,7 +68,7 @@ mod tests {
 
     #[test]
     fn buffers_of_the_right_size_are_reused_and_the_oldest_evicted() {
-        let mut pool = BufferPool::new(2);
+        let mut pool = BufferPool::new(2, 6);
         let b = vec![7f32; 5];
         let ptr = b.as_ptr();
         pool.give_back(b);
@@ -67,6 +80,12 @@ mod tests {
         pool.give_back(vec![0.0; 3]);
         assert!(pool.take(1).is_none(), "the oldest went");
         assert!(pool.take(2).is_some() && pool.take(3).is_some());
+        // The element budget: 4 + 3 > 6 evicts the 4, and 7 alone is never kept.
+        pool.give_back(vec![0.0; 4]);
+        pool.give_back(vec![0.0; 3]);
+        assert!(pool.take(4).is_none() && pool.take(3).is_some());
+        pool.give_back(vec![0.0; 7]);
+        assert!(pool.take(7).is_none());
         assert_eq!(take(3).len(), 3);
     }
 }

@@ -13,8 +13,8 @@ use super::gemm::{matmul, MatRef};
 use super::im2col::ConvGeometry;
 
 /// The fused op. `keep_patches` caches each image's patch matrix from the forward pass for
-/// the weight gradient (set when the weight takes part in backward); with `pool`, the
-/// position of each window's maximum is kept for the backward pass.
+/// the weight gradient; with `pool`, the position of each window's maximum is kept for the
+/// backward pass.
 pub(crate) struct Conv2dOp {
     geometry: ConvGeometry,
     relu: bool,
@@ -32,12 +32,19 @@ struct ForwardScratch {
     conv: Vec<f32>,
 }
 
+/// Largest patch cache (elements, all images) kept from the forward pass for the backward
+/// one: 16 Mi elements, 64 MiB. Larger batches (an evaluation pass, say) recompute each
+/// image's patches in the backward pass instead.
+const MAX_CACHED_PATCHES: usize = 16 << 20;
+
 impl Conv2dOp {
+    /// `weight_needs_grad`: whether the weight takes part in backward (then the patches are
+    /// cached, within [`MAX_CACHED_PATCHES`]).
     pub fn new(
         geometry: ConvGeometry,
         relu: bool,
         pool: Option<usize>,
-        keep_patches: bool,
+        weight_needs_grad: bool,
     ) -> Self {
         // candle's CPU thread pool, which these ops run in, has this many threads.
         let threads = candle_core::utils::get_num_threads();
@@ -45,7 +52,8 @@ impl Conv2dOp {
             geometry,
             relu,
             pool,
-            keep_patches,
+            keep_patches: weight_needs_grad
+                && geometry.batch * geometry.cols_len() <= MAX_CACHED_PATCHES,
             gemm_threads: if geometry.batch < threads { threads } else { 1 },
             patches: OnceLock::new(),
             winners: OnceLock::new(),
