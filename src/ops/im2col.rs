@@ -1,7 +1,7 @@
 //! Patch extraction ("im2col") and its adjoint ("col2im") for one image, which turn a
 //! convolution and both of its gradients into matrix products.
 
-/// The sizes of one 2-D convolution with a square kernel and no dilation.
+/// The sizes of one 2-D convolution (no dilation, no groups).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ConvGeometry {
     pub batch: usize,
@@ -9,7 +9,8 @@ pub(crate) struct ConvGeometry {
     pub height: usize,
     pub width: usize,
     pub out_channels: usize,
-    pub kernel: usize,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
     pub padding: usize,
     pub stride: usize,
     pub out_height: usize,
@@ -17,9 +18,9 @@ pub(crate) struct ConvGeometry {
 }
 
 impl ConvGeometry {
-    /// Rows of one image's patch matrix: `in_channels * kernel * kernel`.
+    /// Rows of one image's patch matrix: `in_channels * kernel_h * kernel_w`.
     pub fn patch_len(&self) -> usize {
-        self.in_channels * self.kernel * self.kernel
+        self.in_channels * self.kernel_h * self.kernel_w
     }
 
     /// Output pixels per channel: `out_height * out_width`.
@@ -59,18 +60,18 @@ impl ConvGeometry {
         (lo.min(hi), hi)
     }
 
-    /// Fills `cols` (`patch_len x out_plane`, row-major; row `(c * k + ki) * k + kj`) with the
+    /// Fills `cols` (`patch_len x out_plane`, row-major; row `(c * kh + ki) * kw + kj`) with the
     /// patches of one image `x` (`in_channels x height x width`); padding reads as zero.
     pub fn im2col(&self, x: &[f32], cols: &mut [f32]) {
-        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        let (kh, kw, s, p) = (self.kernel_h, self.kernel_w, self.stride, self.padding);
         let (ow, plane) = (self.out_width, self.out_plane());
         for c in 0..self.in_channels {
             let image = &x[c * self.height * self.width..(c + 1) * self.height * self.width];
-            for ki in 0..k {
+            for ki in 0..kh {
                 let (oy_lo, oy_hi) = self.valid_outputs(ki, self.height, self.out_height);
-                for kj in 0..k {
+                for kj in 0..kw {
                     let (ox_lo, ox_hi) = self.valid_outputs(kj, self.width, self.out_width);
-                    let row = (c * k + ki) * k + kj;
+                    let row = (c * kh + ki) * kw + kj;
                     let dst = &mut cols[row * plane..(row + 1) * plane];
                     dst.fill(0.0);
                     for oy in oy_lo..oy_hi {
@@ -94,15 +95,15 @@ impl ConvGeometry {
     /// Adds the patch gradients `cols` (laid out as by [`Self::im2col`]) back onto the
     /// image gradient `dx` (the adjoint of `im2col`).
     pub fn col2im_add(&self, cols: &[f32], dx: &mut [f32]) {
-        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        let (kh, kw, s, p) = (self.kernel_h, self.kernel_w, self.stride, self.padding);
         let (ow, plane) = (self.out_width, self.out_plane());
         for c in 0..self.in_channels {
             let image = &mut dx[c * self.height * self.width..(c + 1) * self.height * self.width];
-            for ki in 0..k {
+            for ki in 0..kh {
                 let (oy_lo, oy_hi) = self.valid_outputs(ki, self.height, self.out_height);
-                for kj in 0..k {
+                for kj in 0..kw {
                     let (ox_lo, ox_hi) = self.valid_outputs(kj, self.width, self.out_width);
-                    let row = (c * k + ki) * k + kj;
+                    let row = (c * kh + ki) * kw + kj;
                     let src = &cols[row * plane..(row + 1) * plane];
                     for oy in oy_lo..oy_hi {
                         let iy = oy * s + ki - p;
@@ -132,27 +133,34 @@ impl ConvGeometry {
 mod tests {
     use super::*;
 
-    fn geometry(h: usize, w: usize, k: usize, padding: usize, stride: usize) -> ConvGeometry {
+    fn geometry(
+        h: usize,
+        w: usize,
+        (kh, kw): (usize, usize),
+        padding: usize,
+        stride: usize,
+    ) -> ConvGeometry {
         ConvGeometry {
             batch: 1,
             in_channels: 2,
             height: h,
             width: w,
             out_channels: 1,
-            kernel: k,
+            kernel_h: kh,
+            kernel_w: kw,
             padding,
             stride,
-            out_height: (h + 2 * padding - k) / stride + 1,
-            out_width: (w + 2 * padding - k) / stride + 1,
+            out_height: (h + 2 * padding - kh) / stride + 1,
+            out_width: (w + 2 * padding - kw) / stride + 1,
         }
     }
 
     /// The patch matrix entry by the definition: zero outside the image.
     fn patch(g: &ConvGeometry, x: &[f32], row: usize, oy: usize, ox: usize) -> f32 {
         let (c, ki, kj) = (
-            row / (g.kernel * g.kernel),
-            (row / g.kernel) % g.kernel,
-            row % g.kernel,
+            row / (g.kernel_h * g.kernel_w),
+            (row / g.kernel_w) % g.kernel_h,
+            row % g.kernel_w,
         );
         let iy = (oy * g.stride + ki) as isize - g.padding as isize;
         let ix = (ox * g.stride + kj) as isize - g.padding as isize;
@@ -165,14 +173,16 @@ mod tests {
 
     #[test]
     fn patches_and_their_adjoint_match_the_definition() {
-        for (h, w, k, p, s) in [
-            (5, 7, 3, 1, 1),
-            (6, 5, 3, 0, 2),
-            (4, 4, 5, 2, 1),
-            (7, 3, 2, 1, 3),
-            (3, 3, 1, 0, 1),
+        for (h, w, (kh, kw), p, s) in [
+            (5, 7, (3, 3), 1, 1),
+            (6, 5, (3, 3), 0, 2),
+            (4, 4, (5, 5), 2, 1),
+            (7, 3, (2, 2), 1, 3),
+            (3, 3, (1, 1), 0, 1),
+            (6, 7, (1, 3), 1, 1),
+            (8, 5, (4, 2), 0, 2),
         ] {
-            let g = geometry(h, w, k, p, s);
+            let g = geometry(h, w, (kh, kw), p, s);
             let x: Vec<f32> = (0..g.image_len()).map(|i| i as f32 + 1.0).collect();
             let mut cols = vec![f32::NAN; g.cols_len()];
             g.im2col(&x, &mut cols);
@@ -180,7 +190,11 @@ mod tests {
                 for oy in 0..g.out_height {
                     for ox in 0..g.out_width {
                         let got = cols[row * g.out_plane() + oy * g.out_width + ox];
-                        assert_eq!(got, patch(&g, &x, row, oy, ox), "{h}x{w} k{k} p{p} s{s}");
+                        assert_eq!(
+                            got,
+                            patch(&g, &x, row, oy, ox),
+                            "{h}x{w} k{kh}x{kw} p{p} s{s}"
+                        );
                     }
                 }
             }

@@ -8,14 +8,16 @@
 //!
 //! | op | forward | backward |
 //! |---|---|---|
-//! | [`conv2d`] (+ bias, + optional ReLU) | im2col + gemm per image, bias and ReLU in the same pass | one gemm for the weight gradient, one gemm + col2im for the input gradient, bias gradient from the same pass; nothing for inputs that are data or frozen |
-//! | [`max_pool2d`] | one pass per plane | the gradient goes to each window's winner in one pass |
+//! | [`conv2d`] (+ bias, + optional ReLU, + optional max-pool) | im2col + gemm per image; bias, ReLU and pooling in one pass over the gemm's output | the pooled gradient goes straight to each window's winner; one gemm for the weight gradient, one gemm + col2im for the input gradient, the bias gradient from the same pass; nothing for inputs that are data or frozen |
+//! | [`linear`] (+ bias, + optional ReLU) | one gemm, bias and ReLU in the same pass | two gemms; nothing for inputs that need no gradient |
+//! | [`max_pool2d`] | one pass per plane | the gradient goes to each window's first winner in one pass |
 //!
-//! Both run in parallel over the batch (rayon, `RAYON_NUM_THREADS` threads) and are tested
-//! against candle's own ops, values and gradients, on random shapes with odd sizes, strides
-//! and padding. On other devices (CUDA, Metal), for other dtypes, or after
-//! [`set_fast_cpu_ops(false)`](set_fast_cpu_ops), the same functions run candle's reference
-//! ops, so a model written with them works everywhere.
+//! They run in candle's CPU thread pool (`RAYON_NUM_THREADS` threads), in parallel over the
+//! batch, and are tested against candle's own ops, values and gradients, on random shapes with
+//! odd sizes, strides and padding. On other devices (CUDA, Metal), for other dtypes, or after
+//! [`set_fast_cpu_ops(false)`](set_fast_cpu_ops), the same functions run candle's ops, so a
+//! model written with them works everywhere. The crate's Adam has a fused CPU update too
+//! ([`crate::optim`]). Measurements: `docs/performance.md`.
 
 mod buffers;
 mod conv2d;
@@ -83,9 +85,9 @@ impl Default for ConvOptions {
     }
 }
 
-/// `relu?(conv2d(xs, weight) + bias)`: input `(N, C_in, H, W)`, square kernel `weight`
-/// `(C_out, C_in, k, k)`, `bias` `(C_out)`, output `(N, C_out, H', W')` with
-/// `H' = (H + 2 * padding - k) / stride + 1`.
+/// `relu?(conv2d(xs, weight) + bias)`: input `(N, C_in, H, W)`, kernel `weight`
+/// `(C_out, C_in, kh, kw)`, `bias` `(C_out)`, output `(N, C_out, H', W')` with
+/// `H' = (H + 2 * padding - kh) / stride + 1`, `W' = (W + 2 * padding - kw) / stride + 1`.
 ///
 /// On the CPU in f32 this is one fused op (see the [module docs](self)); elsewhere it is
 /// candle's `conv2d` + `broadcast_add` (+ `relu`). Shapes that do not fit are an error
@@ -133,8 +135,8 @@ fn conv_geometry(
             "the weight's input channels differ from the input's",
         ));
     }
-    if kh != kw || kh == 0 {
-        return Err(mismatch("the kernel must be square and non-empty"));
+    if kh == 0 || kw == 0 {
+        return Err(mismatch("the kernel must not be empty"));
     }
     if bias.dims() != [out_channels] {
         return Err(mismatch("the bias needs one value per output channel"));
@@ -145,12 +147,12 @@ fn conv_geometry(
     if options.pool == Some(0) {
         return Err(mismatch("the pooling window must be positive"));
     }
-    let out = |size: usize| {
+    let out = |size: usize, kernel: usize| {
         (size + 2 * options.padding)
-            .checked_sub(kh)
+            .checked_sub(kernel)
             .map(|s| s / options.stride + 1)
     };
-    let (Some(out_height), Some(out_width)) = (out(height), out(width)) else {
+    let (Some(out_height), Some(out_width)) = (out(height, kh), out(width, kw)) else {
         return Err(mismatch("the kernel is larger than the padded input"));
     };
     if let Some(k) = options.pool {
@@ -166,7 +168,8 @@ fn conv_geometry(
         height,
         width,
         out_channels,
-        kernel: kh,
+        kernel_h: kh,
+        kernel_w: kw,
         padding: options.padding,
         stride: options.stride,
         out_height,

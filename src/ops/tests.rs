@@ -43,6 +43,8 @@ struct ConvCase {
     width: usize,
     c_out: usize,
     kernel: usize,
+    /// Kernel width when it differs from `kernel` (the height).
+    kernel_w: Option<usize>,
     options: ConvOptions,
 }
 
@@ -51,9 +53,9 @@ struct ConvCase {
 /// pads explicitly and narrows the padded input to the part the windows cover (the rest gets
 /// a zero gradient through the narrow).
 fn reference_conv(x: &Tensor, w: &Tensor, b: &Tensor, o: ConvOptions) -> Result<Tensor> {
-    let k = w.dim(3)?;
     let mut x = x.clone();
     for axis in [2, 3] {
+        let k = w.dim(axis)?;
         x = x.pad_with_zeros(axis, o.padding, o.padding)?;
         let out = (x.dim(axis)? - k) / o.stride + 1;
         x = x.narrow(axis, 0, (out - 1) * o.stride + k)?;
@@ -76,7 +78,12 @@ fn check_conv(rng: &mut ChaCha8Rng, case: ConvCase, x_is_var: bool, w_is_var: bo
     )?)?;
     let w = Var::from_tensor(&random(
         rng,
-        &[case.c_out, case.c_in, case.kernel, case.kernel],
+        &[
+            case.c_out,
+            case.c_in,
+            case.kernel,
+            case.kernel_w.unwrap_or(case.kernel),
+        ],
     )?)?;
     let b = Var::from_tensor(&random(rng, &[case.c_out])?)?;
     let x_in = if x_is_var {
@@ -123,6 +130,7 @@ fn conv2d_matches_candle_on_edge_cases() -> Result<()> {
         width,
         c_out,
         kernel,
+        kernel_w: None,
         options: ConvOptions {
             padding,
             stride,
@@ -142,6 +150,14 @@ fn conv2d_matches_candle_on_edge_cases() -> Result<()> {
         case(2, 3, 6, 7, 5, 1, 0, 1, true, Some(3)),     // 1x1, pool 3
         case(2, 2, 5, 5, 3, 2, 1, 2, true, None),        // even kernel, padding
         case(1, 1, 3, 3, 1, 5, 2, 1, false, None),       // kernel larger than the image
+        ConvCase {
+            kernel_w: Some(3), // 1x3, as in factorised convolutions
+            ..case(2, 3, 6, 9, 4, 1, 1, 1, true, Some(2))
+        },
+        ConvCase {
+            kernel_w: Some(2), // 5x2, strided
+            ..case(2, 2, 11, 6, 3, 5, 0, 2, false, None)
+        },
     ] {
         check_conv(&mut rng, c, true, true)?;
     }
@@ -153,33 +169,33 @@ fn conv2d_matches_candle_on_random_shapes() -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     for _ in 0..24 {
         let kernel = rng.random_range(1..=5usize);
-        let padding = rng.random_range(0..=kernel / 2 + 1);
-        let min = kernel.saturating_sub(2 * padding).max(1);
+        let kernel_w = rng.random_bool(0.3).then(|| rng.random_range(1..=5usize));
+        let kw = kernel_w.unwrap_or(kernel);
+        let padding = rng.random_range(0..=kernel.max(kw) / 2 + 1);
+        let min = |k: usize| k.saturating_sub(2 * padding).max(1);
+        let stride = rng.random_range(1..=3);
+        let (height, width) = (
+            rng.random_range(min(kernel)..=13),
+            rng.random_range(min(kw)..=13),
+        );
+        let out = |size: usize, k: usize| (size + 2 * padding - k) / stride + 1;
+        let largest = out(height, kernel).min(out(width, kw));
         let c = ConvCase {
             batch: rng.random_range(1..=5),
             c_in: rng.random_range(1..=6),
-            height: rng.random_range(min..=13),
-            width: rng.random_range(min..=13),
+            height,
+            width,
             c_out: rng.random_range(1..=7),
             kernel,
+            kernel_w,
             options: ConvOptions {
                 padding,
-                stride: rng.random_range(1..=3),
+                stride,
                 relu: rng.random_bool(0.5),
-                pool: None,
-            },
-        };
-        let out = |size: usize| (size + 2 * padding - kernel) / c.options.stride + 1;
-        let largest = out(c.height).min(out(c.width));
-        let c = ConvCase {
-            options: ConvOptions {
-                // Windows that see only padding output the bias alone: exact ties, which the
-                // fast op gives to the first and the reference to all. Pool without them.
-                pool: (padding < kernel && rng.random_bool(0.5))
+                pool: rng
+                    .random_bool(0.5)
                     .then(|| rng.random_range(1..=largest.min(3))),
-                ..c.options
             },
-            ..c
         };
         let (x_var, w_var) = (rng.random_bool(0.7), rng.random_bool(0.8));
         check_conv(&mut rng, c, x_var, w_var)?;
@@ -197,6 +213,7 @@ fn data_and_frozen_inputs_get_no_gradient() -> Result<()> {
         width: 5,
         c_out: 3,
         kernel: 3,
+        kernel_w: None,
         options: ConvOptions {
             padding: 1,
             stride: 1,
