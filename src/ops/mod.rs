@@ -135,8 +135,8 @@ fn conv_geometry(
             "the weight's input channels differ from the input's",
         ));
     }
-    if kh == 0 || kw == 0 {
-        return Err(mismatch("the kernel must not be empty"));
+    if kh == 0 || kw == 0 || in_channels == 0 || out_channels == 0 {
+        return Err(mismatch("the kernel and the channels must not be empty"));
     }
     if bias.dims() != [out_channels] {
         return Err(mismatch("the bias needs one value per output channel"));

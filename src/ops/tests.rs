@@ -250,6 +250,12 @@ fn conv2d_refuses_shapes_that_do_not_fit() -> Result<()> {
         .contains("larger"));
     assert!(conv2d(&x.flatten_from(2)?, &w, &b, o).is_err());
     assert!(max_pool2d(&x, 5, 1).is_err());
+    let no_outputs = Tensor::zeros((0, 2, 3, 3), candle_core::DType::F32, &Device::Cpu)?;
+    let no_bias = Tensor::zeros(0, candle_core::DType::F32, &Device::Cpu)?;
+    let err = conv2d(&x, &no_outputs, &no_bias, o)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("must not be empty"), "{err}");
     Ok(())
 }
 
