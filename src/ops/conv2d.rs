@@ -4,11 +4,11 @@
 use std::sync::OnceLock;
 
 use candle_core::utils::with_threadpool;
-use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::buffers;
-use super::cpu::{storage_f32, CpuSlice};
+use super::cpu::{gradient_tensor, relu_gradient, storage_f32, CpuSlice};
 use super::gemm::{matmul, MatRef};
 use super::im2col::ConvGeometry;
 
@@ -325,12 +325,7 @@ impl CustomOp3 for Conv2dOp {
                                 }
                             }
                         }
-                        None if self.relu => {
-                            for ((dz, &gr), &y) in acc.dz.iter_mut().zip(grad_i).zip(res_i) {
-                                *dz = if y > 0.0 { gr } else { 0.0 };
-                            }
-                        }
-                        None => acc.dz.copy_from_slice(grad_i),
+                        None => relu_gradient(self.relu, grad_i, res_i, &mut acc.dz),
                     }
                     let dz = MatRef::row_major(&acc.dz, g.out_channels, g.out_plane());
                     if need_b {
@@ -362,22 +357,10 @@ impl CustomOp3 for Conv2dOp {
         let Some(total) = total else {
             return Ok((None, None, None));
         };
-        let cpu = Device::Cpu;
-        let dx = if need_x {
-            Some(Tensor::from_vec(dx, x.shape(), &cpu)?)
-        } else {
-            None
-        };
-        let dw = if need_w {
-            Some(Tensor::from_vec(total.dw, w.shape(), &cpu)?)
-        } else {
-            None
-        };
-        let db = if need_b {
-            Some(Tensor::from_vec(total.db, b.shape(), &cpu)?)
-        } else {
-            None
-        };
-        Ok((dx, dw, db))
+        Ok((
+            gradient_tensor(need_x, dx, x)?,
+            gradient_tensor(need_w, total.dw, w)?,
+            gradient_tensor(need_b, total.db, b)?,
+        ))
     }
 }

@@ -1,6 +1,6 @@
 //! Access to the f32 buffers behind CPU tensors, for the custom ops.
 
-use candle_core::{bail, CpuStorage, Layout, Storage, StorageRef, Tensor};
+use candle_core::{bail, CpuStorage, Device, Layout, Storage, StorageRef, Tensor};
 
 /// The contiguous f32 elements a layout selects from a CPU storage.
 pub(crate) fn storage_f32<'a>(
@@ -43,5 +43,31 @@ impl<'a> CpuSlice<'a> {
             // `new` admits only f32 CPU storage and the guard keeps it so.
             _ => &[],
         }
+    }
+}
+
+/// The gradient before a ReLU (`relu`) from the gradient after it and the ReLU's output
+/// `res`, written into `out`; without the ReLU, a copy.
+pub(crate) fn relu_gradient(relu: bool, grad: &[f32], res: &[f32], out: &mut [f32]) {
+    if relu {
+        for ((o, &g), &y) in out.iter_mut().zip(grad).zip(res) {
+            *o = if y > 0.0 { g } else { 0.0 };
+        }
+    } else {
+        out.copy_from_slice(grad);
+    }
+}
+
+/// A backward pass's result for input `like`: `data` shaped as it when the input takes a
+/// gradient (`needed`), nothing otherwise.
+pub(crate) fn gradient_tensor(
+    needed: bool,
+    data: Vec<f32>,
+    like: &Tensor,
+) -> candle_core::Result<Option<Tensor>> {
+    if needed {
+        Ok(Some(Tensor::from_vec(data, like.shape(), &Device::Cpu)?))
+    } else {
+        Ok(None)
     }
 }

@@ -4,10 +4,10 @@
 //! with its own gradient buffer.
 
 use candle_core::utils::with_threadpool;
-use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::{storage_f32, CpuSlice};
+use super::cpu::{gradient_tensor, relu_gradient, storage_f32, CpuSlice};
 use super::gemm::{matmul, MatRef};
 
 /// `rows x inputs` times the transpose of `outputs x inputs`, plus the bias.
@@ -81,60 +81,37 @@ impl CustomOp3 for LinearOp {
         let grad = CpuSlice::new(&grad, "linear output gradient")?;
         let res = CpuSlice::new(res, "linear output")?;
         // The gradient before the ReLU.
-        let dz: Vec<f32> = if self.relu {
-            grad.as_slice()
-                .iter()
-                .zip(res.as_slice())
-                .map(|(&g, &y)| if y > 0.0 { g } else { 0.0 })
-                .collect()
-        } else {
-            grad.as_slice().to_vec()
-        };
+        let mut dz = vec![0f32; n * o];
+        relu_gradient(self.relu, grad.as_slice(), res.as_slice(), &mut dz);
         let dz_m = MatRef::row_major(&dz, n, o);
-        let cpu = Device::Cpu;
         let dx = if need_x {
             let w = CpuSlice::new(w, "linear weight")?;
             let mut dx = vec![0f32; n * i];
-            with_threadpool(|| {
-                matmul(
-                    &mut dx,
-                    false,
-                    dz_m,
-                    MatRef::row_major(w.as_slice(), o, i),
-                    Self::threads(),
-                )
-            });
-            Some(Tensor::from_vec(dx, x.shape(), &cpu)?)
+            let w = MatRef::row_major(w.as_slice(), o, i);
+            with_threadpool(|| matmul(&mut dx, false, dz_m, w, Self::threads()));
+            dx
         } else {
-            None
+            Vec::new()
         };
         let dw = if need_w {
             let x_s = CpuSlice::new(x, "linear input")?;
             let mut dw = vec![0f32; o * i];
-            with_threadpool(|| {
-                matmul(
-                    &mut dw,
-                    false,
-                    dz_m.t(),
-                    MatRef::row_major(x_s.as_slice(), n, i),
-                    Self::threads(),
-                )
-            });
-            Some(Tensor::from_vec(dw, w.shape(), &cpu)?)
+            let xs = MatRef::row_major(x_s.as_slice(), n, i);
+            with_threadpool(|| matmul(&mut dw, false, dz_m.t(), xs, Self::threads()));
+            dw
         } else {
-            None
+            Vec::new()
         };
-        let db = if need_b {
-            let mut db = vec![0f32; o];
-            for row in dz.chunks(o.max(1)) {
-                for (d, v) in db.iter_mut().zip(row) {
-                    *d += v;
-                }
+        let mut db = vec![0f32; if need_b { o } else { 0 }];
+        for row in dz.chunks(o.max(1)) {
+            for (d, v) in db.iter_mut().zip(row) {
+                *d += v;
             }
-            Some(Tensor::from_vec(db, b.shape(), &cpu)?)
-        } else {
-            None
-        };
-        Ok((dx, dw, db))
+        }
+        Ok((
+            gradient_tensor(need_x, dx, x)?,
+            gradient_tensor(need_w, dw, w)?,
+            gradient_tensor(need_b, db, b)?,
+        ))
     }
 }
