@@ -167,13 +167,14 @@ fn fit_keeps_the_last_checkpoints_and_the_best() {
         dir: dir.clone(),
         keep_last: 2,
         best: Some(("digit".into(), Metric::Accuracy)),
+        every_steps: None,
     };
     let config = TrainerConfig {
         batch_size: 50,
         checkpoint: Some(policy.clone()),
         ..Default::default()
     };
-    let mut t = Trainer::new(mlp_model(0), Box::new(Equal::sum()), config).unwrap();
+    let mut t = Trainer::new(mlp_model(0), Box::new(Equal::sum()), config.clone()).unwrap();
     let fit = t
         .fit(
             TaskData::Shared(&train),
@@ -200,12 +201,23 @@ fn fit_keeps_the_last_checkpoints_and_the_best() {
         })
         .collect();
     let best_epoch = (0..3).fold(0, |b, i| if accs[i] > accs[b] { i } else { b });
-    let mut restored = Trainer::new(
+    // A checkpoint resumes a run under its own configuration only: another one is refused,
+    // naming the field.
+    let mut other = Trainer::new(
         mlp_model(0),
         Box::new(Equal::sum()),
         TrainerConfig::default(),
     )
     .unwrap();
+    let msg = other
+        .load_checkpoint(policy.best_path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("config.batch_size: checkpoint 50, trainer 64"),
+        "{msg}"
+    );
+    let mut restored = Trainer::new(mlp_model(0), Box::new(Equal::sum()), config).unwrap();
     restored.load_checkpoint(policy.best_path()).unwrap();
     assert_eq!(restored.epochs_done(), best_epoch + 1);
 }

@@ -212,7 +212,11 @@ fn optional_chunks<T>(data: &mut [T], len: usize, batch: usize) -> Vec<Option<&m
     }
 }
 
-/// Per-worker sums and scratch buffers of the backward pass.
+/// Images per group of the backward pass's weight and bias sums: the groups are fixed by
+/// image index, so the order of the additions does not depend on the thread count.
+const IMAGES_PER_PARTIAL: usize = 4;
+
+/// Per-group sums and scratch buffers of the backward pass.
 struct Partial {
     dw: Vec<f32>,
     db: Vec<f32>,
@@ -222,6 +226,14 @@ struct Partial {
 }
 
 impl Partial {
+    /// Drops the scratch buffers, keeping the sums (a group's result waits for the merge).
+    fn release_scratch(mut self) -> Partial {
+        self.dz = Vec::new();
+        self.cols = Vec::new();
+        self.dcols = Vec::new();
+        self
+    }
+
     fn merge(mut self, other: Partial) -> Partial {
         for (a, b) in self.dw.iter_mut().zip(&other.dw) {
             *a += b;
@@ -308,52 +320,69 @@ impl CustomOp3 for Conv2dOp {
             cols: scratch(need_w && patches.is_none()),
             dcols: scratch(need_x),
         };
-        let total = with_threadpool(|| {
-            dx_images
+        // Images are grouped by index into fixed groups, each summed in image order, and
+        // the groups' sums are added in group order: the same floating-point additions on
+        // any number of threads (a work-stealing fold would split by the scheduler).
+        let mut groups: Vec<(usize, Vec<Option<&mut [f32]>>)> = Vec::new();
+        for (i, dx_i) in dx_images.into_iter().enumerate() {
+            if i % IMAGES_PER_PARTIAL == 0 {
+                groups.push((i, Vec::with_capacity(IMAGES_PER_PARTIAL)));
+            }
+            if let Some((_, group)) = groups.last_mut() {
+                group.push(dx_i);
+            }
+        }
+        let partials: Vec<Partial> = with_threadpool(|| {
+            groups
                 .into_par_iter()
-                .enumerate()
-                .fold(new_partial, |mut acc, (i, dx_i)| {
-                    let span = i * out_len..(i + 1) * out_len;
-                    let (grad_i, res_i) = (&grad[span.clone()], &res[span.clone()]);
-                    // The gradient at the convolution's output, before ReLU (and pooling).
-                    match winners {
-                        Some(winners) => {
-                            acc.dz.fill(0.0);
-                            for ((&at, &gr), &y) in winners[span].iter().zip(grad_i).zip(res_i) {
-                                if !self.relu || y > 0.0 {
-                                    acc.dz[at as usize] += gr;
+                .map(|(first, dx_group)| {
+                    let mut acc = new_partial();
+                    for (j, dx_i) in dx_group.into_iter().enumerate() {
+                        let i = first + j;
+                        let span = i * out_len..(i + 1) * out_len;
+                        let (grad_i, res_i) = (&grad[span.clone()], &res[span.clone()]);
+                        // The gradient at the convolution's output, before ReLU (and pooling).
+                        match winners {
+                            Some(winners) => {
+                                acc.dz.fill(0.0);
+                                for ((&at, &gr), &y) in winners[span].iter().zip(grad_i).zip(res_i)
+                                {
+                                    if !self.relu || y > 0.0 {
+                                        acc.dz[at as usize] += gr;
+                                    }
                                 }
                             }
+                            None => relu_gradient(self.relu, grad_i, res_i, &mut acc.dz),
                         }
-                        None => relu_gradient(self.relu, grad_i, res_i, &mut acc.dz),
-                    }
-                    let dz = MatRef::row_major(&acc.dz, g.out_channels, g.out_plane());
-                    if need_b {
-                        for (db, plane) in acc.db.iter_mut().zip(acc.dz.chunks(g.out_plane())) {
-                            *db += lane_sum(plane);
-                        }
-                    }
-                    if need_w {
-                        let cols = match patches {
-                            Some(p) => &p[i * g.cols_len()..(i + 1) * g.cols_len()],
-                            None => {
-                                let image = &x_data[i * g.image_len()..(i + 1) * g.image_len()];
-                                g.im2col(image, &mut acc.cols);
-                                &acc.cols
+                        let dz = MatRef::row_major(&acc.dz, g.out_channels, g.out_plane());
+                        if need_b {
+                            for (db, plane) in acc.db.iter_mut().zip(acc.dz.chunks(g.out_plane())) {
+                                *db += lane_sum(plane);
                             }
-                        };
-                        let cols = MatRef::row_major(cols, g.patch_len(), g.out_plane());
-                        matmul(&mut acc.dw, true, dz, cols.t(), self.gemm_threads);
+                        }
+                        if need_w {
+                            let cols = match patches {
+                                Some(p) => &p[i * g.cols_len()..(i + 1) * g.cols_len()],
+                                None => {
+                                    let image = &x_data[i * g.image_len()..(i + 1) * g.image_len()];
+                                    g.im2col(image, &mut acc.cols);
+                                    &acc.cols
+                                }
+                            };
+                            let cols = MatRef::row_major(cols, g.patch_len(), g.out_plane());
+                            matmul(&mut acc.dw, true, dz, cols.t(), self.gemm_threads);
+                        }
+                        if let Some(dx_i) = dx_i {
+                            let w = MatRef::row_major(w_data, g.out_channels, g.patch_len());
+                            matmul(&mut acc.dcols, false, w.t(), dz, self.gemm_threads);
+                            g.col2im_add(&acc.dcols, dx_i);
+                        }
                     }
-                    if let Some(dx_i) = dx_i {
-                        let w = MatRef::row_major(w_data, g.out_channels, g.patch_len());
-                        matmul(&mut acc.dcols, false, w.t(), dz, self.gemm_threads);
-                        g.col2im_add(&acc.dcols, dx_i);
-                    }
-                    acc
+                    acc.release_scratch()
                 })
-                .reduce_with(Partial::merge)
+                .collect()
         });
+        let total = partials.into_iter().reduce(Partial::merge);
         let Some(total) = total else {
             return Ok((None, None, None));
         };

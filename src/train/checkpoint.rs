@@ -22,6 +22,7 @@ pub(crate) const FORMAT: &str = "candle-mtl-checkpoint-1";
 /// | `dir` | — | folder for `epoch-NNNN.safetensors` and `best.safetensors` |
 /// | `keep_last` | 3 | epoch checkpoints kept; older ones are deleted after a new one is written |
 /// | `best` | `None` | `(task, metric)`: also keep `best.safetensors`, the epoch with the best value |
+/// | `every_steps` | `None` | also write `step-NNNNNNNNNN.safetensors` every this many steps, inside epochs (the last `keep_last` kept); such a checkpoint resumes the epoch where it stood |
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckpointPolicy {
@@ -31,6 +32,9 @@ pub struct CheckpointPolicy {
     pub keep_last: usize,
     /// Keep the best epoch by this task's metric (needs evaluation data in `fit`).
     pub best: Option<(String, crate::metrics::Metric)>,
+    /// Also checkpoint every this many steps, inside epochs (`None`: after epochs only).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub every_steps: Option<u64>,
 }
 
 impl CheckpointPolicy {
@@ -40,7 +44,21 @@ impl CheckpointPolicy {
             dir: dir.into(),
             keep_last: 3,
             best: None,
+            every_steps: None,
         }
+    }
+
+    /// As [`every_epoch`](Self::every_epoch), and every `steps` steps inside epochs.
+    pub fn every_steps(dir: impl Into<PathBuf>, steps: u64) -> Self {
+        Self {
+            every_steps: Some(steps),
+            ..Self::every_epoch(dir)
+        }
+    }
+
+    /// Path of the checkpoint written after global step `step` (1-based count of steps done).
+    pub fn step_path(&self, step: u64) -> PathBuf {
+        self.dir.join(format!("step-{step:010}.safetensors"))
     }
 
     /// Path of the checkpoint written after epoch `epoch` (0-based).
@@ -122,6 +140,95 @@ pub(crate) fn load(
     let tensors = candle_core::safetensors::load_buffer(&bytes, device)
         .map_err(|e| Error::malformed(path, format!("damaged checkpoint: {e}")))?;
     Ok((tensors, metadata))
+}
+
+/// Metadata key: whether the checkpoint was taken inside an epoch.
+pub(crate) const INSIDE_EPOCH_KEY: &str = "inside_epoch";
+
+/// The metadata of a safetensors file, reading only its header.
+fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    use std::io::Read;
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(|e| Error::io(path, e))?;
+    let n = u64::from_le_bytes(len);
+    // safetensors caps its header at 100 MB.
+    if n > 100_000_000 {
+        return Err(Error::malformed(path, format!("header of {n} bytes")));
+    }
+    let mut bytes = len.to_vec();
+    bytes.resize(8 + n as usize, 0);
+    f.read_exact(&mut bytes[8..])
+        .map_err(|e| Error::io(path, e))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| Error::malformed(path, format!("not a safetensors file: {e}")))?;
+    Ok(meta.metadata().clone().unwrap_or_default())
+}
+
+/// The newest candle-mtl checkpoint in `dir`: the one with the most steps done (at equal
+/// steps, one taken after its epoch ended beats one taken inside it). `best.safetensors`,
+/// temporary files of interrupted writes and files that are not candle-mtl checkpoints are
+/// passed over; `Ok(None)` when there is none (or no folder).
+pub fn latest_checkpoint(dir: impl AsRef<Path>) -> Result<Option<PathBuf>> {
+    let dir = dir.as_ref();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut best: Option<((u64, bool), PathBuf)> = None;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !name.ends_with(".safetensors") || name == "best.safetensors" {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = read_metadata(&path) else {
+            continue;
+        };
+        if meta.get("format").map(String::as_str) != Some(FORMAT) {
+            continue;
+        }
+        let Some(step) = meta.get("step").and_then(|s| s.parse::<u64>().ok()) else {
+            continue;
+        };
+        let ended = meta.get(INSIDE_EPOCH_KEY).map(String::as_str) != Some("true");
+        let key = (step, ended);
+        if best.as_ref().is_none_or(|(k, _)| key > *k) {
+            best = Some((key, path));
+        }
+    }
+    Ok(best.map(|(_, p)| p))
+}
+
+/// Deletes all but the newest `keep` step checkpoints (`step-N.safetensors`) in `dir`, and
+/// temporary files that interrupted writes of other processes left behind.
+pub(crate) fn rotate_step_checkpoints(dir: &Path, keep: usize) -> Result<()> {
+    let mut steps: Vec<(u64, PathBuf)> = Vec::new();
+    let own_temp = format!(".tmp-{}", std::process::id());
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".safetensors.tmp-") && !name.ends_with(&own_temp)
+        {
+            let _ = std::fs::remove_file(entry.path());
+            continue;
+        }
+        let number = name
+            .strip_prefix("step-")
+            .and_then(|n| n.strip_suffix(".safetensors"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(n) = number {
+            steps.push((n, entry.path()));
+        }
+    }
+    steps.sort();
+    let excess = steps.len().saturating_sub(keep);
+    for (_, path) in steps.into_iter().take(excess) {
+        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(())
 }
 
 /// A generator's exact state as a u8 tensor (see `chacha_to_bytes`).

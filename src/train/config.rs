@@ -139,6 +139,13 @@ impl TrainerConfig {
             }
         }
         if let Some(c) = &self.checkpoint {
+            if c.every_steps == Some(0) {
+                return Err(Error::config(
+                    "checkpoint.every_steps",
+                    0,
+                    "must be at least 1 (or None for epoch checkpoints only)",
+                ));
+            }
             if c.keep_last == 0 {
                 return Err(Error::config(
                     "checkpoint.keep_last",
@@ -154,5 +161,29 @@ impl TrainerConfig {
             r.validate()?;
         }
         self.optimizer.validate()
+    }
+}
+
+impl TrainerConfig {
+    /// The fields that decide what a run computes, each formatted, for the checkpoint's
+    /// metadata: resuming under a configuration that differs in any of them is refused,
+    /// naming the field. Fields that only change how a run is observed or stored (evaluation
+    /// batch size and frequency, prefetching, early stopping, checkpoints) are left out.
+    pub(crate) fn run_entries(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("optimizer", format!("{:?}", self.optimizer)),
+            ("batch_size", self.batch_size.to_string()),
+            ("seed", self.seed.to_string()),
+            ("input_mode", format!("{:?}", self.input_mode)),
+            ("gradient_source", format!("{:?}", self.gradient_source)),
+            ("epoch_length", format!("{:?}", self.epoch_length)),
+            ("drop_last", self.drop_last.to_string()),
+            ("max_grad_norm", format!("{:?}", self.max_grad_norm)),
+            ("non_finite", format!("{:?}", self.non_finite)),
+            ("lr_schedule", format!("{:?}", self.lr_schedule)),
+            ("mode", format!("{:?}", self.mode)),
+            ("unfreeze", format!("{:?}", self.unfreeze)),
+            ("head_regularizer", format!("{:?}", self.head_regularizer)),
+        ]
     }
 }

@@ -1,16 +1,26 @@
 //! Training: the [`MultiTaskTrainer`] trait and the built-in [`Trainer`].
 
+mod builder;
 pub(crate) mod checkpoint;
 mod config;
+mod epoch;
+mod evaluate;
 mod mode;
 mod observer;
+mod policy;
 #[cfg(feature = "progress")]
 mod progress;
 mod report;
+mod resume;
+mod run_state;
 mod schedule;
+mod setup;
+mod step;
+mod tasks;
 mod trainer;
 
-pub use checkpoint::CheckpointPolicy;
+pub use builder::TrainerBuilder;
+pub use checkpoint::{latest_checkpoint, CheckpointPolicy};
 pub use config::{EpochLength, NonFinitePolicy, TrainerConfig};
 pub use mode::{HeadRegularizer, TaskOrder, TrainingMode, UnfreezeSchedule};
 pub use observer::{CsvLog, JsonlLog, Observer};

@@ -3,6 +3,7 @@
 use crate::metrics::Metric;
 
 /// The result of one training step.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepReport {
     /// Global step number (from 0).
@@ -27,6 +28,7 @@ pub struct StepReport {
 }
 
 /// Evaluation of one task.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskEvaluation {
     /// Task name.
@@ -50,6 +52,7 @@ impl TaskEvaluation {
 }
 
 /// Evaluation of every task.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalReport {
     /// One entry per task, in task order.
@@ -64,7 +67,8 @@ impl EvalReport {
 }
 
 /// The result of one training epoch.
-#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct EpochReport {
     /// Epoch number (from 0).
     pub epoch: usize,
@@ -120,6 +124,7 @@ impl EpochReport {
 }
 
 /// The result of [`fit`](super::MultiTaskTrainer::fit): one report per epoch.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FitReport {
     /// Per-epoch reports.

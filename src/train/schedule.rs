@@ -158,7 +158,7 @@ pub struct EarlyStopping {
 /// Tracks the best value of a metric and the epochs since it improved.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Plateau {
-    best: Option<f64>,
+    pub(crate) best: Option<f64>,
     pub(crate) stale: usize,
 }
 

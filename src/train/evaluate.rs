@@ -1,0 +1,178 @@
+//! Evaluation over any data (label masks honoured) and the checks that data fits the tasks.
+
+use candle_core::{DType, Tensor};
+
+use super::{EvalReport, TaskData, TaskEvaluation};
+use crate::data::{sequential_batches, TensorDataset};
+use crate::error::{Error, Result};
+use crate::metrics::MetricAccumulator;
+use crate::model::{representation_for, MultiTaskModel};
+use crate::weighting::InputMode;
+
+/// Per-task losses and metrics of `model` on `data`, in batches of `batch_size`.
+pub(crate) fn evaluate(
+    model: &MultiTaskModel,
+    data: TaskData<'_>,
+    batch_size: usize,
+) -> Result<EvalReport> {
+    let device = model.device().clone();
+    let tasks = model.tasks();
+    let mut accs = vec![MetricAccumulator::default(); tasks.len()];
+    let mut loss_sums = vec![0.0; tasks.len()];
+    let mut counts = vec![0usize; tasks.len()];
+    let mut add = |k: usize, pred: &Tensor, target: &Tensor, mask: Option<&Tensor>| -> Result<()> {
+        let task = &tasks[k];
+        let (pred, target) = match mask {
+            Some(m) => {
+                let keep: Vec<u32> = m
+                    .to_dtype(DType::F32)?
+                    .to_vec1::<f32>()?
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| **v != 0.0)
+                    .map(|(i, _)| i as u32)
+                    .collect();
+                if keep.is_empty() {
+                    return Ok(());
+                }
+                let idx = Tensor::new(keep.as_slice(), pred.device())?;
+                (pred.index_select(&idx, 0)?, target.index_select(&idx, 0)?)
+            }
+            None => (pred.clone(), target.clone()),
+        };
+        let (pred, target) = (&pred, &target);
+        let n = target.dims().first().copied().unwrap_or(0);
+        let loss = task.spec().loss.compute(task.name(), pred, target)?;
+        loss_sums[k] += f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?) * n as f64;
+        counts[k] += n;
+        if task.spec().loss.is_classification() {
+            accs[k].add_classification(task.name(), pred, target)
+        } else {
+            accs[k].add_regression(task.name(), pred, target)
+        }
+    };
+    let no_target =
+        |k: usize| Error::DataMismatch(format!("no target for task '{}'", tasks[k].name()));
+    match data {
+        TaskData::Shared(ds) => {
+            for idx in sequential_batches(ds.len(), batch_size) {
+                let b = ds.batch(&idx, &device)?;
+                let preds = model.forward_all(&b.inputs, false)?;
+                for (k, pred) in preds.iter().enumerate() {
+                    let target = b.target(tasks[k].name()).ok_or_else(|| no_target(k))?;
+                    add(k, pred, target, b.label_mask(tasks[k].name()))?;
+                }
+            }
+        }
+        TaskData::PerTask(dss) => {
+            for (k, ds) in dss.iter().enumerate() {
+                for idx in sequential_batches(ds.len(), batch_size) {
+                    let b = ds.batch(&idx, &device)?;
+                    let rep = model.encode_for_task(&b.inputs, k, false)?;
+                    let pred = model.predict(k, representation_for(&rep, k)?, false)?;
+                    let target = b.target(tasks[k].name()).ok_or_else(|| no_target(k))?;
+                    add(k, &pred, target, b.label_mask(tasks[k].name()))?;
+                }
+            }
+        }
+    }
+    let tasks = tasks
+        .iter()
+        .enumerate()
+        .map(|(k, t)| TaskEvaluation {
+            task: t.name().to_string(),
+            loss: loss_sums[k] / counts[k].max(1) as f64,
+            metrics: t
+                .spec()
+                .metrics
+                .iter()
+                .map(|&m| (m, accs[k].value(m)))
+                .collect(),
+            samples: counts[k],
+        })
+        .collect();
+    Ok(EvalReport { tasks })
+}
+
+/// Refuses data that does not fit the tasks: the wrong kind for the input mode, a missing
+/// or empty dataset, a missing target, class indices outside a head's outputs.
+pub(crate) fn check_data(
+    model: &MultiTaskModel,
+    data: TaskData<'_>,
+    input_mode: InputMode,
+) -> Result<()> {
+    let tasks = model.tasks();
+    let datasets: Vec<&TensorDataset> = match (data, input_mode) {
+        (TaskData::Shared(ds), InputMode::SingleInput) => vec![ds; tasks.len()],
+        (TaskData::PerTask(dss), InputMode::MultiInput) if dss.len() == tasks.len() => {
+            dss.iter().collect()
+        }
+        (TaskData::PerTask(dss), InputMode::MultiInput) => {
+            return Err(Error::DataMismatch(format!(
+                "{} datasets for {} tasks ({}); multi-input mode needs one per task, in task order",
+                dss.len(),
+                tasks.len(),
+                model.task_names().join(", ")
+            )))
+        }
+        (_, mode) => {
+            return Err(Error::DataMismatch(format!(
+                "the trainer is configured for {mode:?}; give TaskData::{}",
+                if mode == InputMode::SingleInput {
+                    "Shared"
+                } else {
+                    "PerTask"
+                }
+            )))
+        }
+    };
+    for (task, ds) in tasks.iter().zip(datasets) {
+        if ds.is_empty() {
+            return Err(Error::DataMismatch(format!(
+                "the dataset of task '{}' is empty",
+                task.name()
+            )));
+        }
+        let target = ds.target(task.name()).ok_or_else(|| {
+            Error::DataMismatch(format!(
+                "dataset has no target for task '{}' (targets: {})",
+                task.name(),
+                ds.target_names().join(", ")
+            ))
+        })?;
+        if task.spec().loss.is_classification() {
+            if !matches!(target.dtype(), DType::U32 | DType::I64 | DType::U8) {
+                return Err(Error::DataMismatch(format!(
+                    "targets of classification task '{}' must be class indices (u32), got {:?}",
+                    task.name(),
+                    target.dtype()
+                )));
+            }
+            let as_f64 = target.to_dtype(DType::F64)?;
+            // Unlabelled samples may hold any placeholder: only labelled ones are checked.
+            let as_f64 = match ds.label_mask(task.name()) {
+                Some(m) => m
+                    .to_dtype(DType::F64)?
+                    .ne(0f64)?
+                    .where_cond(&as_f64, &as_f64.zeros_like()?)?,
+                None => as_f64,
+            };
+            let max = as_f64.max_all()?.to_scalar::<f64>()?;
+            let min = as_f64.min_all()?.to_scalar::<f64>()?;
+            let classes = task.head().output_dim();
+            if min < 0.0 {
+                return Err(Error::DataMismatch(format!(
+                    "task '{}' has a negative target class {min}",
+                    task.name()
+                )));
+            }
+            if max as usize >= classes {
+                return Err(Error::DataMismatch(format!(
+                    "task '{}' has a target class {max} but its head has {classes} outputs",
+                    task.name()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
