@@ -30,7 +30,11 @@ use candle_mtl::metrics::delta_m;
 use candle_mtl::prelude::*;
 use candle_mtl::train::{EpochLength, EvalReport, JsonlLog};
 use candle_mtl::weighting::by_name;
-use common::{json_number, json_string, locate_dataset, main_with, peak_memory_mib, Args};
+use common::runs::{
+    apply_checkpoint_flags, number, parameter_digest, resume_if_asked, write_json,
+    CHECKPOINT_FLAGS, CHECKPOINT_USAGE, RESUME_FLAG,
+};
+use common::{locate_dataset, main_with, peak_memory_mib, Args};
 
 const USAGE: &str = "mnist_cifar: MNIST + CIFAR-10 as two tasks over one shared CNN encoder
 
@@ -57,8 +61,11 @@ USAGE: cargo run --release --example mnist_cifar -- [FLAGS]
   --seed N              seed of the weights, the data order and the strategy (default 0)
   --baseline            also train each task alone, same steps, and report Delta-m
   --cpu                 train on the CPU even when a GPU is available
-  --summary-json PATH   write the final metrics as JSON
-  --log-dir DIR         write run.jsonl there";
+  --summary-json PATH   write the final metrics and a digest of the parameters as JSON (the same
+                        seed gives the same file, on any thread count)
+  --timing-json PATH    write samples/s, seconds and peak memory as JSON
+  --log-dir DIR         write run.jsonl there
+{CHECKPOINTS}";
 
 /// How the two input shapes meet in one encoder.
 #[derive(Clone, Copy, PartialEq)]
@@ -214,9 +221,24 @@ fn run(args: &Args) -> Result<()> {
         epoch_length,
         ..Default::default()
     };
+    let mut multi_config = config.clone();
+    apply_checkpoint_flags(args, &mut multi_config)?;
 
     let model = build_model(&device, seed, adapt, &[0, 1])?;
-    let mut trainer = Trainer::new(model, weighting, config.clone())?;
+    let mut trainer = Trainer::new(model, weighting, multi_config)?;
+    trainer.describe_run(
+        "data",
+        format!(
+            "{} + {} train, {} + {} test",
+            train[0].len(),
+            train[1].len(),
+            test[0].len(),
+            test[1].len()
+        ),
+    );
+    trainer.describe_run("adapt", args.get("adapt").unwrap_or("pad"));
+    resume_if_asked(args, &mut trainer)?;
+    let remaining = epochs.saturating_sub(trainer.epochs_done());
     trainer.add_observer(Box::new(candle_mtl::train::Progress::new()));
     if let Some(dir) = args.get("log-dir") {
         trainer.add_observer(Box::new(JsonlLog::create(
@@ -227,7 +249,7 @@ fn run(args: &Args) -> Result<()> {
     let fit = trainer.fit(
         TaskData::PerTask(&train),
         Some(TaskData::PerTask(&test)),
-        epochs,
+        remaining,
         &mut |r| {
             let weights = r
                 .mean_weights
@@ -251,11 +273,12 @@ fn run(args: &Args) -> Result<()> {
     let seconds: f64 = fit.epochs.iter().map(|e| e.seconds).sum();
     let samples: usize = fit.epochs.iter().map(|e| e.samples).sum();
     let multi = RunResult {
-        eval: fit
-            .last()
-            .and_then(|e| e.eval.clone())
-            .ok_or_else(|| Error::config("--epochs", 0, "train at least one epoch"))?,
-        steps: fit.epochs.iter().map(|e| e.steps).sum(),
+        eval: match fit.last().and_then(|e| e.eval.clone()) {
+            Some(e) => e,
+            None if epochs > 0 => trainer.evaluate(TaskData::PerTask(&test))?,
+            None => return Err(Error::config("--epochs", 0, "train at least one epoch")),
+        },
+        steps: trainer.steps_done() as usize,
         samples_per_second: samples as f64 / seconds.max(1e-9),
     };
 
@@ -343,59 +366,64 @@ fn run(args: &Args) -> Result<()> {
     );
 
     if let Some(path) = args.get("summary-json") {
-        let base = |k: usize| {
-            baselines[k]
-                .as_ref()
-                .map(|b| json_number(accuracy(&b.eval, TASKS[k])))
-                .unwrap_or_else(|| "null".into())
+        let task = |k: usize| {
+            serde_json::json!({
+                "accuracy": number(accuracy(&multi.eval, TASKS[k])),
+                "single_task_accuracy": baselines[k].as_ref().map(|b| number(accuracy(&b.eval, TASKS[k]))),
+                "train_samples": train[k].len(),
+                "test_samples": test[k].len(),
+            })
         };
-        let json = format!(
-            "{{\n  \"example\": \"mnist_cifar\",\n  \"adapt\": {},\n  \"weighting\": {},\n  \"seed\": {seed},\n  \"epochs\": {epochs},\n  \"steps\": {},\n  \"device\": {},\n  \"tasks\": {{\n    \"mnist\": {{\"accuracy\": {}, \"single_task_accuracy\": {}, \"train_samples\": {}, \"test_samples\": {}}},\n    \"cifar\": {{\"accuracy\": {}, \"single_task_accuracy\": {}, \"train_samples\": {}, \"test_samples\": {}}}\n  }},\n  \"delta_m\": {},\n  \"samples_per_second\": {},\n  \"seconds\": {},\n  \"peak_memory_mib\": {}\n}}\n",
-            json_string(match adapt {
+        let json = serde_json::json!({
+            "example": "mnist_cifar",
+            "adapt": match adapt {
                 Adapt::Pad => "pad",
                 Adapt::Stem => "stem",
-            }),
-            json_string(weighting_name),
-            multi.steps,
-            json_string(&describe(&device)),
-            json_number(accuracy(&multi.eval, "mnist")),
-            base(0),
-            train[0].len(),
-            test[0].len(),
-            json_number(accuracy(&multi.eval, "cifar")),
-            base(1),
-            train[1].len(),
-            test[1].len(),
-            dm.map(json_number).unwrap_or_else(|| "null".into()),
-            json_number(multi.samples_per_second),
-            json_number(total),
-            peak.map(json_number).unwrap_or_else(|| "null".into()),
-        );
-        std::fs::write(path, json).map_err(|e| Error::io(path, e))?;
+            },
+            "weighting": weighting_name,
+            "seed": seed,
+            "epochs": epochs,
+            "steps": multi.steps,
+            "device": describe(&device),
+            "tasks": {"mnist": task(0), "cifar": task(1)},
+            "delta_m": dm.map(number),
+            "parameters_digest": parameter_digest(trainer.model())?,
+        });
+        write_json(path, &json)?;
         println!("summary written to {path}");
+    }
+    if let Some(path) = args.get("timing-json") {
+        let json = serde_json::json!({
+            "example": "mnist_cifar",
+            "samples_per_second": number(multi.samples_per_second),
+            "single_task_samples_per_second": baselines.iter().flatten().map(|b| number(b.samples_per_second)).collect::<Vec<_>>(),
+            "seconds": number(total),
+            "peak_memory_mib": peak.map(number),
+        });
+        write_json(path, &json)?;
     }
     Ok(())
 }
 
 fn main() {
-    main_with(
-        USAGE,
-        &["cpu", "baseline"],
-        &[
-            "mnist-dir",
-            "cifar-dir",
-            "adapt",
-            "epochs",
-            "epoch-length",
-            "batch-size",
-            "lr",
-            "weighting",
-            "train-limit",
-            "test-limit",
-            "seed",
-            "summary-json",
-            "log-dir",
-        ],
-        run,
-    );
+    let usage = USAGE.replace("{CHECKPOINTS}", CHECKPOINT_USAGE);
+    let known = [
+        "mnist-dir",
+        "cifar-dir",
+        "adapt",
+        "epochs",
+        "epoch-length",
+        "batch-size",
+        "lr",
+        "weighting",
+        "train-limit",
+        "test-limit",
+        "seed",
+        "summary-json",
+        "timing-json",
+        "log-dir",
+        CHECKPOINT_FLAGS[0],
+        CHECKPOINT_FLAGS[1],
+    ];
+    main_with(&usage, &["cpu", "baseline", RESUME_FLAG], &known, run);
 }

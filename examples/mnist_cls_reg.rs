@@ -19,9 +19,11 @@ use candle_mtl::data::{load_mnist, ImageDataset};
 use candle_mtl::device::describe;
 use candle_mtl::prelude::*;
 use candle_mtl::train::{CsvLog, JsonlLog};
-use common::{
-    build_trainer, json_number, json_string, locate_dataset, main_with, peak_memory_mib, Args,
+use common::runs::{
+    apply_checkpoint_flags, number, parameter_digest, resume_if_asked, write_json,
+    CHECKPOINT_FLAGS, CHECKPOINT_USAGE, RESUME_FLAG,
 };
+use common::{build_trainer, locate_dataset, main_with, peak_memory_mib, Args};
 
 const USAGE: &str = "mnist_cls_reg: MNIST digit class + digit value from one shared CNN
 
@@ -41,9 +43,16 @@ USAGE: cargo run --release --example mnist_cls_reg -- [FLAGS]
   --seed N              seed of the initial weights and the data order (default 0)
   --train-limit N       use only the first N training digits
   --cpu                 train on the CPU even when a GPU is available
-  --summary-json PATH   write the final per-task metrics as JSON
+  --summary-json PATH   write the final per-task metrics, losses and a digest of the parameters
+                        as JSON (the same seed gives the same file, on any thread count)
+  --timing-json PATH    write samples/s, seconds and peak memory as JSON
   --log-dir DIR         write run.jsonl and steps.csv / epochs.csv there (plot them with
-                        cargo run --release --example report -- DIR)";
+                        cargo run --release --example report -- DIR)
+{CHECKPOINTS}";
+
+fn usage() -> String {
+    USAGE.replace("{CHECKPOINTS}", CHECKPOINT_USAGE)
+}
 
 fn dataset(images: &ImageDataset) -> Result<TensorDataset> {
     TensorDataset::from_images(images, Normalize::mnist())?
@@ -97,13 +106,18 @@ fn run(args: &Args) -> Result<()> {
             LinearHead::new(128, 1, p)
         })?
         .build()?;
-    let config = TrainerConfig {
+    let mut config = TrainerConfig {
         optimizer,
         batch_size,
         seed,
         ..Default::default()
     };
+    apply_checkpoint_flags(args, &mut config)?;
     let (mut trainer, train) = build_trainer(model, weighting, config, &train)?;
+    trainer.describe_run("data", format!("{} train / {} test", train.len(), test.len()));
+    trainer.describe_run("weighting", weighting_name);
+    resume_if_asked(args, &mut trainer)?;
+    let remaining = epochs.saturating_sub(trainer.epochs_done());
 
     // A bar with the live losses on a terminal (feature `progress`, on for the examples).
     trainer.add_observer(Box::new(candle_mtl::train::Progress::new()));
@@ -115,7 +129,7 @@ fn run(args: &Args) -> Result<()> {
         println!("logging to {dir}/run.jsonl, steps.csv, epochs.csv");
     }
     let start = Instant::now();
-    let fit = trainer.fit(TaskData::Shared(&train), Some(TaskData::Shared(&test)), epochs, &mut |r| {
+    let fit = trainer.fit(TaskData::Shared(&train), Some(TaskData::Shared(&test)), remaining, &mut |r| {
         let eval = r.eval.as_ref();
         let metric = |task: &str, m: Metric| eval.and_then(|e| e.task(task)).and_then(|t| t.metric(m));
         let weights = r
@@ -141,7 +155,11 @@ fn run(args: &Args) -> Result<()> {
     let train_seconds: f64 = fit.epochs.iter().map(|e| e.seconds).sum();
     let throughput = samples as f64 / train_seconds.max(1e-9);
     let peak = peak_memory_mib();
-    let eval = fit.last().and_then(|e| e.eval.clone());
+    let eval = match fit.last().and_then(|e| e.eval.clone()) {
+        Some(e) => Some(e),
+        // Resumed after the last epoch: nothing left to train, evaluate as it stands.
+        None => Some(trainer.evaluate(TaskData::Shared(&test))?),
+    };
     let get = |task: &str, m: Metric| {
         eval.as_ref()
             .and_then(|e| e.task(task))
@@ -160,42 +178,58 @@ fn run(args: &Args) -> Result<()> {
     );
 
     if let Some(path) = args.get("summary-json") {
-        let json = format!(
-            "{{\n  \"example\": \"mnist_cls_reg\",\n  \"weighting\": {},\n  \"seed\": {seed},\n  \"epochs\": {epochs},\n  \"train_samples\": {},\n  \"test_samples\": {},\n  \"device\": {},\n  \"tasks\": {{\n    \"digit\": {{\"accuracy\": {}}},\n    \"value\": {{\"mae\": {}, \"mse\": {}, \"rmse\": {}}}\n  }},\n  \"samples_per_second\": {},\n  \"seconds\": {},\n  \"peak_memory_mib\": {}\n}}\n",
-            json_string(weighting_name),
-            train.len(),
-            test.len(),
-            json_string(&describe(&device)),
-            json_number(get("digit", Metric::Accuracy)),
-            json_number(get("value", Metric::Mae)),
-            json_number(get("value", Metric::Mse)),
-            json_number(get("value", Metric::Rmse)),
-            json_number(throughput),
-            json_number(total),
-            peak.map(json_number).unwrap_or_else(|| "null".into()),
-        );
-        std::fs::write(path, json).map_err(|e| Error::io(path, e))?;
+        let train_losses = fit.last().map(|e| e.train_losses.clone()).unwrap_or_default();
+        let json = serde_json::json!({
+            "example": "mnist_cls_reg",
+            "weighting": weighting_name,
+            "seed": seed,
+            "epochs": epochs,
+            "steps": trainer.steps_done(),
+            "train_samples": train.len(),
+            "test_samples": test.len(),
+            "device": describe(&device),
+            "tasks": {
+                "digit": {"accuracy": number(get("digit", Metric::Accuracy))},
+                "value": {
+                    "mae": number(get("value", Metric::Mae)),
+                    "mse": number(get("value", Metric::Mse)),
+                    "rmse": number(get("value", Metric::Rmse)),
+                },
+            },
+            "final_epoch_train_losses": train_losses.iter().map(|&l| number(l)).collect::<Vec<_>>(),
+            "parameters_digest": parameter_digest(trainer.model())?,
+        });
+        write_json(path, &json)?;
         println!("summary written to {path}");
+    }
+    if let Some(path) = args.get("timing-json") {
+        let json = serde_json::json!({
+            "example": "mnist_cls_reg",
+            "samples_per_second": number(throughput),
+            "seconds": number(total),
+            "peak_memory_mib": peak.map(number),
+        });
+        write_json(path, &json)?;
     }
     Ok(())
 }
 
 fn main() {
-    main_with(
-        USAGE,
-        &["cpu"],
-        &[
-            "data-dir",
-            "epochs",
-            "batch-size",
-            "lr",
-            "optimizer",
-            "weighting",
-            "seed",
-            "train-limit",
-            "summary-json",
-            "log-dir",
-        ],
-        run,
-    );
+    let usage = usage();
+    let known = [
+        "data-dir",
+        "epochs",
+        "batch-size",
+        "lr",
+        "optimizer",
+        "weighting",
+        "seed",
+        "train-limit",
+        "summary-json",
+        "timing-json",
+        "log-dir",
+        CHECKPOINT_FLAGS[0],
+        CHECKPOINT_FLAGS[1],
+    ];
+    main_with(&usage, &["cpu", RESUME_FLAG], &known, run);
 }

@@ -13,6 +13,7 @@ fn example_trains_on_the_fixture_and_writes_its_summary() {
         return;
     };
     let summary = temp_dir("example").join("summary.json");
+    let timing = temp_dir("example").join("timing.json");
     let out = Command::new(&bin)
         .arg("--data-dir")
         .arg(fixture_dir())
@@ -27,6 +28,8 @@ fn example_trains_on_the_fixture_and_writes_its_summary() {
             "--summary-json",
         ])
         .arg(&summary)
+        .arg("--timing-json")
+        .arg(&timing)
         .output()
         .unwrap();
     let stdout = success_stdout(&out, "mnist_cls_reg");
@@ -45,7 +48,9 @@ fn example_trains_on_the_fixture_and_writes_its_summary() {
     );
     assert!(mae < 2.0, "MAE {mae}\n{stdout}");
     assert_eq!(json_number(&json, "train_samples"), 800.0);
-    assert!(json_number(&json, "samples_per_second") > 0.0);
+    let timing = std::fs::read_to_string(&timing).unwrap();
+    assert!(json_number(&timing, "samples_per_second") > 0.0);
+    assert!(!json.contains("samples_per_second"), "timings stay out of the summary");
 }
 
 #[test]

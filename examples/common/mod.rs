@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod multi;
+pub mod runs;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
