@@ -114,7 +114,10 @@ fn run(args: &Args) -> Result<()> {
     };
     apply_checkpoint_flags(args, &mut config)?;
     let (mut trainer, train) = build_trainer(model, weighting, config, &train)?;
-    trainer.describe_run("data", format!("{} train / {} test", train.len(), test.len()));
+    trainer.describe_run(
+        "data",
+        format!("{} train / {} test", train.len(), test.len()),
+    );
     trainer.describe_run("weighting", weighting_name);
     resume_if_asked(args, &mut trainer)?;
     let remaining = epochs.saturating_sub(trainer.epochs_done());
@@ -178,7 +181,10 @@ fn run(args: &Args) -> Result<()> {
     );
 
     if let Some(path) = args.get("summary-json") {
-        let train_losses = fit.last().map(|e| e.train_losses.clone()).unwrap_or_default();
+        let train_losses = fit
+            .last()
+            .map(|e| e.train_losses.clone())
+            .unwrap_or_default();
         let json = serde_json::json!({
             "example": "mnist_cls_reg",
             "weighting": weighting_name,

@@ -105,7 +105,10 @@ fn example_trains_both_adaptations_and_reports_baselines() {
             single > 0.4,
             "{adapt}: single-task accuracy {single}\n{stdout}"
         );
-        assert!(json["delta_m"].as_f64().is_some_and(f64::is_finite), "{text}");
+        assert!(
+            json["delta_m"].as_f64().is_some_and(f64::is_finite),
+            "{text}"
+        );
         assert_eq!(
             json["steps"].as_f64().unwrap_or(f64::NAN),
             26.0,

@@ -50,7 +50,10 @@ fn example_trains_on_the_fixture_and_writes_its_summary() {
     assert_eq!(json_number(&json, "train_samples"), 800.0);
     let timing = std::fs::read_to_string(&timing).unwrap();
     assert!(json_number(&timing, "samples_per_second") > 0.0);
-    assert!(!json.contains("samples_per_second"), "timings stay out of the summary");
+    assert!(
+        !json.contains("samples_per_second"),
+        "timings stay out of the summary"
+    );
 }
 
 #[test]

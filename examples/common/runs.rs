@@ -10,7 +10,8 @@ use candle_mtl::train::{CheckpointPolicy, Trainer, TrainerConfig};
 use super::Args;
 
 /// The usage lines of the checkpoint flags.
-pub const CHECKPOINT_USAGE: &str = "  --checkpoint-dir DIR  write checkpoints there: after every epoch (the last 3 kept) and, with
+pub const CHECKPOINT_USAGE: &str =
+    "  --checkpoint-dir DIR  write checkpoints there: after every epoch (the last 3 kept) and, with
                         --checkpoint-every, inside epochs
   --checkpoint-every N  also checkpoint every N steps (the last 3 kept)
   --resume              continue from the newest checkpoint in --checkpoint-dir (refused, naming
@@ -27,7 +28,11 @@ pub fn apply_checkpoint_flags(args: &Args, config: &mut TrainerConfig) -> candle
     let every: Option<u64> = match args.get("checkpoint-every") {
         None => None,
         Some(v) => Some(v.parse().map_err(|_| {
-            candle_mtl::Error::config("--checkpoint-every", v, "expected a whole number of steps >= 1")
+            candle_mtl::Error::config(
+                "--checkpoint-every",
+                v,
+                "expected a whole number of steps >= 1",
+            )
         })?),
     };
     match (args.get("checkpoint-dir"), every) {
@@ -108,9 +113,8 @@ pub fn parameter_digest(model: &MultiTaskModel) -> candle_mtl::Result<String> {
 
 /// Writes `value` as pretty JSON to `path`.
 pub fn write_json(path: &str, value: &serde_json::Value) -> candle_mtl::Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| {
-        candle_mtl::Error::io(path, std::io::Error::other(e.to_string()))
-    })?;
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| candle_mtl::Error::io(path, std::io::Error::other(e.to_string())))?;
     std::fs::write(Path::new(path), text + "\n").map_err(|e| candle_mtl::Error::io(path, e))
 }
 

@@ -156,13 +156,19 @@ fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
     if n > 100_000_000 {
         return Err(Error::malformed(path, format!("header of {n} bytes")));
     }
-    let mut bytes = len.to_vec();
-    bytes.resize(8 + n as usize, 0);
-    f.read_exact(&mut bytes[8..])
-        .map_err(|e| Error::io(path, e))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| Error::malformed(path, format!("not a safetensors file: {e}")))?;
-    Ok(meta.metadata().clone().unwrap_or_default())
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
+    let parsed: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| Error::malformed(path, format!("not a safetensors header: {e}")))?;
+    Ok(parsed
+        .get("__metadata__")
+        .and_then(|m| m.as_object())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// The newest candle-mtl checkpoint in `dir`: the one with the most steps done (at equal
