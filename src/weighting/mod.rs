@@ -19,6 +19,7 @@
 //! Built-in loss-based strategies live in [`loss_based`], one per file.
 
 pub mod gradient_based;
+mod hyper;
 pub mod loss_based;
 mod registry;
 pub(crate) mod support;
