@@ -16,6 +16,10 @@ use serde_json::Value;
 struct Linear<F: Fn() -> Box<dyn TaskWeighting>>(F);
 
 impl<F: Fn() -> Box<dyn TaskWeighting>> GramianWeighting for Linear<F> {
+    fn name(&self) -> &str {
+        "linear"
+    }
+
     fn weights(&self, gramian: &[Vec<f64>]) -> Result<Vec<f64>, String> {
         let losses = vec![1.0; gramian.len()];
         let input = StepInput {

@@ -33,7 +33,7 @@ pub use loss_based::{
     AutoLambda, Cosmos, Dwa, Equal, Famo, Fixed, GeometricMean, ImtlL, InverseLoss,
     InverseLossNormalization, Pbi, Rlw, Scalarized, Stch, Uncertainty,
 };
-pub use registry::{by_name, STRATEGIES};
+pub use registry::{by_name, markdown_table, strategy_list, Entry, REGISTRY, STRATEGIES};
 pub use support::StrategyRng;
 
 use candle_core::{Tensor, Var};
