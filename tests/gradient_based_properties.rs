@@ -296,7 +296,7 @@ fn stateful_methods_carry_state() {
     let mut modo2 = MoDo::default();
     modo2.set_state(Some(w1.clone()));
     assert_eq!(modo.weights(&a).unwrap(), modo2.weights(&a).unwrap());
-    let mut nash = NashMtl::new(1.0, 2);
+    let mut nash = NashMtl::new(1.0, 2).unwrap();
     let n1 = nash.weights(&gr).unwrap();
     let n2 = nash.weights(&gr).unwrap();
     assert_eq!(n1, n2);

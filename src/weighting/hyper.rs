@@ -252,8 +252,10 @@ mod tests {
     fn a_value_changed_after_construction_is_refused_when_the_trainer_is_built() {
         use crate::weighting::gradient_based::UPGrad;
         use crate::weighting::{check_compatible, InputMode, WeightingSetup};
-        let mut s = UPGrad::default();
-        s.reg_eps = -1.0;
+        let s = UPGrad {
+            reg_eps: -1.0,
+            ..UPGrad::default()
+        };
         let setup = WeightingSetup {
             task_names: vec!["a".into(), "b".into()],
             gradient_source: None,
