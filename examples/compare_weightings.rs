@@ -28,7 +28,7 @@ USAGE: cargo run --release --example compare_weightings -- [FLAGS]
 
   --dataset NAME        multi-fashion (default) | multi-mnist | multi-fashion-mnist
   --strategies LIST     comma-separated names (default: equal,uncertainty,dwa,mgda-ub,pcgrad,
-                        cagrad,nash-mtl,upgrad,famo); see candle_mtl::weighting::STRATEGIES
+                        cagrad,nash-mtl,upgrad,famo); the names are listed below
   --train N             training composites (default 20000)
   --test N              test composites (default 4000)
   --epochs N            epochs per strategy (default 2)

@@ -104,6 +104,23 @@ pub enum Error {
         value: f64,
     },
 
+    /// A strategy's hyper-parameter is out of range; refused when the strategy is built (its
+    /// constructor returns this), or when a trainer is built for a value set afterwards.
+    #[error(
+        "weighting strategy '{strategy}': hyper-parameter {field} = {value} is invalid: \
+         it must be {rule}"
+    )]
+    InvalidHyperParameter {
+        /// Name of the strategy.
+        strategy: String,
+        /// The hyper-parameter at fault (for example `reg_eps`).
+        field: &'static str,
+        /// Its value, formatted.
+        value: String,
+        /// What it must be (for example `finite and > 0`).
+        rule: &'static str,
+    },
+
     /// A weighting strategy returned a decision the trainer cannot apply.
     #[error("weighting strategy '{strategy}' returned an invalid decision: {reason}")]
     InvalidDecision {

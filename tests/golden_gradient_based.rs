@@ -16,6 +16,10 @@ use serde_json::Value;
 struct Linear<F: Fn() -> Box<dyn TaskWeighting>>(F);
 
 impl<F: Fn() -> Box<dyn TaskWeighting>> GramianWeighting for Linear<F> {
+    fn name(&self) -> &str {
+        "linear"
+    }
+
     fn weights(&self, gramian: &[Vec<f64>]) -> Result<Vec<f64>, String> {
         let losses = vec![1.0; gramian.len()];
         let input = StepInput {
@@ -318,7 +322,8 @@ fn golden_fairgrad_alpha2() {
 #[test]
 fn golden_crmogm_upgrad() {
     run_file("torchjd_CRMOGM_UPGrad", &file_tol, &mut |case| {
-        let mut m = CrMogm::new(UPGrad::default(), 0.9, Some(vecf(&case["initial_weights"])));
+        let mut m = CrMogm::new(UPGrad::default(), 0.9, Some(vecf(&case["initial_weights"])))
+            .map_err(|e| e.to_string())?;
         Ok(m.weights(&gram_of(case)).map(Out::w))
     });
 }

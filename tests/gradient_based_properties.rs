@@ -254,36 +254,23 @@ fn bad_input_is_an_error_not_a_panic() {
         }
         assert!(m.aggregate(&ragged).is_err());
     }
-    assert!(UPGrad {
-        pref_vector: Some(vec![1.0]),
-        ..UPGrad::default()
-    }
-    .weights(&ok)
-    .is_err());
-    assert!(UPGrad {
-        reg_eps: 0.0,
-        ..UPGrad::default()
-    }
-    .weights(&ok)
-    .is_err());
-    assert!(Mgda {
-        epsilon: -1.0,
-        ..Mgda::default()
-    }
-    .weights(&ok)
-    .is_err());
-    assert!(FairGrad { alpha: -1.0 }.weights(&ok).is_err());
+    // A preference vector of the wrong length is refused at the step (K is known only then);
+    // out-of-range hyper-parameters are refused by the constructors.
+    assert!(UPGrad::new(Some(vec![1.0]), 1e-4, 1e-4)
+        .unwrap()
+        .weights(&ok)
+        .is_err());
+    assert!(UPGrad::new(None, 1e-4, 0.0).is_err());
+    assert!(Mgda::new(-1.0, 100, MgdaSolver::FrankWolfe).is_err());
+    assert!(FairGrad::new(-1.0).is_err());
     assert!(NashMtl::default().weights(&nan).is_err());
     // Opposite gradients: 0 is in their convex hull, no Nash / FairGrad solution exists.
     let opposite = gramian(&[vec![1.0, 0.0], vec![-1.0, 0.0]]).unwrap();
     assert!(NashMtl::default().weights(&opposite).is_err());
     assert!(FairGrad::default().weights(&opposite).is_err());
-    let mut cr = CrMogm::new(UPGrad::default(), 1.5, None);
-    assert!(cr.weights(&ok).is_err());
-    let mut modo = MoDo::new(0.0, 0.1);
-    assert!(modo.weights(&ok).is_err());
-    let mut sdm = SdmGrad::new(10.0, 1.0, 20, 0.3, None);
-    assert!(sdm.weights(&ok).is_err());
+    assert!(CrMogm::new(UPGrad::default(), 1.5, None).is_err());
+    assert!(MoDo::new(0.0, 0.1).is_err());
+    assert!(SdmGrad::new(10.0, 1.0, 20, 0.3, None).is_err());
     assert!(project_simplex(&[]).is_err());
     assert!(
         candle_mtl::solvers::solve_linear(&[vec![0.0, 0.0], vec![0.0, 0.0]], &[1.0, 1.0]).is_err()
@@ -295,7 +282,7 @@ fn stateful_methods_carry_state() {
     let mut rng = Rng(99);
     let g = rng.matrix(4, 10);
     let gr = gramian(&g).unwrap();
-    let mut cr = CrMogm::new(UPGrad::default(), 0.9, None);
+    let mut cr = CrMogm::new(UPGrad::default(), 0.9, None).unwrap();
     let first = cr.weights(&gr).unwrap();
     assert_eq!(first, UPGrad::default().weights(&gr).unwrap());
     let second = cr.weights(&gr).unwrap();
@@ -309,7 +296,7 @@ fn stateful_methods_carry_state() {
     let mut modo2 = MoDo::default();
     modo2.set_state(Some(w1.clone()));
     assert_eq!(modo.weights(&a).unwrap(), modo2.weights(&a).unwrap());
-    let mut nash = NashMtl::new(1.0, 2);
+    let mut nash = NashMtl::new(1.0, 2).unwrap();
     let n1 = nash.weights(&gr).unwrap();
     let n2 = nash.weights(&gr).unwrap();
     assert_eq!(n1, n2);

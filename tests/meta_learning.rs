@@ -103,8 +103,7 @@ fn meta_gradients_favour_the_helpful_task() {
     assert!(mean(0) < mean(1), "digit {} noise {}", mean(0), mean(1));
 
     // Auto-Lambda itself: the primary task's weight ends above the noise task's.
-    let mut strategy = AutoLambda::with_meta_lr(0.01);
-    strategy.primary = Some(vec![0]);
+    let strategy = AutoLambda::new(0.1, 0.01, Some(vec![0])).unwrap();
     let mut trainer =
         Trainer::with_meta_validation(model(), Box::new(strategy), config, validation).unwrap();
     let fit = trainer

@@ -28,6 +28,10 @@ impl Args {
         while let Some(arg) = it.next() {
             if arg == "--help" || arg == "-h" {
                 println!("{usage}");
+                if usage.contains("--weighting") || usage.contains("--strategies") {
+                    // The list comes from the registry, so it cannot drift from `by_name`.
+                    println!("\nSTRATEGIES:\n{}", candle_mtl::weighting::strategy_list());
+                }
                 std::process::exit(0);
             }
             let Some(name) = arg.strip_prefix("--") else {

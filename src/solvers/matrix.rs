@@ -1,4 +1,9 @@
-//! Small dense-matrix helpers (K x K Gramians, K x d gradient rows) in plain `f64`.
+//! Small dense-matrix helpers (K x K Gramians, K x d gradient rows) in plain `f64`: the one
+//! set every solver and gradient-based strategy uses.
+//!
+//! Conventions: `rows` is a slice of `K` per-task gradients of length `d` (the Jacobian, one row
+//! per task); a Gramian is the `K x K` matrix `G[i][j] = rows[i] . rows[j]`. Checks return
+//! `Err` with a message naming the bad entry and its value.
 
 /// Checks that `rows` is a non-empty K x d matrix of finite numbers with d >= 1.
 pub fn check_rows(rows: &[Vec<f64>]) -> Result<(usize, usize), String> {
@@ -87,6 +92,36 @@ pub fn check_vector(v: &[f64], k: usize, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks that `v` has length `k` and finite, strictly positive entries.
+pub fn check_positive(v: &[f64], k: usize, name: &str) -> Result<(), String> {
+    check_vector(v, k, name)?;
+    if let Some(j) = v.iter().position(|x| *x <= 0.0) {
+        return Err(format!("{name}[{j}] must be > 0 ({})", v[j]));
+    }
+    Ok(())
+}
+
+/// Checks that `m` is a finite `k x k` matrix (`k` may be 0).
+pub fn check_square_of(m: &[Vec<f64>], k: usize, name: &str) -> Result<(), String> {
+    if m.len() != k {
+        return Err(format!("the {name} has {} rows, expected {k}", m.len()));
+    }
+    if k == 0 {
+        return Ok(());
+    }
+    check_square(m, name).map(|_| ())
+}
+
+/// Checks that every index of `order` is below `k` (a visiting order of the tasks).
+pub fn check_indices(order: &[usize], k: usize, name: &str) -> Result<(), String> {
+    if let Some(&bad) = order.iter().find(|&&j| j >= k) {
+        return Err(format!(
+            "{name}: task index {bad} out of range for {k} tasks"
+        ));
+    }
+    Ok(())
+}
+
 /// Dot product of two equally long slices.
 pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -95,6 +130,24 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
 /// Matrix-vector product `m v` for a row-major matrix.
 pub fn mat_vec(m: &[Vec<f64>], v: &[f64]) -> Vec<f64> {
     m.iter().map(|r| dot(r, v)).collect()
+}
+
+/// Squared Euclidean norm.
+pub fn norm_sq(a: &[f64]) -> f64 {
+    dot(a, a)
+}
+
+/// Euclidean norm.
+pub fn norm(a: &[f64]) -> f64 {
+    norm_sq(a).sqrt()
+}
+
+/// Numerically stable softmax: `exp(x_k - max x) / sum_i exp(x_i - max x)`.
+pub fn softmax(x: &[f64]) -> Vec<f64> {
+    let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = x.iter().map(|v| (v - m).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.into_iter().map(|v| v / s).collect()
 }
 
 /// Quadratic form `v^T m v`.
@@ -179,4 +232,15 @@ pub fn nonneg_finite(x: f64) -> bool {
 /// `true` when `x` is finite and `> 0` (false for NaN).
 pub fn pos_finite(x: f64) -> bool {
     x.is_finite() && x > 0.0
+}
+
+/// Resolves an optional preference vector: `None` gives uniform weights `1/K`.
+pub fn pref_or_uniform(pref: &Option<Vec<f64>>, k: usize) -> Result<Vec<f64>, String> {
+    match pref {
+        None => Ok(uniform(k)),
+        Some(p) => {
+            check_vector(p, k, "pref_vector")?;
+            Ok(p.clone())
+        }
+    }
 }

@@ -9,16 +9,7 @@
 //!
 //! Cost: `O(K^2)` per pair search and `O(K^2)` per iteration, on top of the `O(K^2 d)` Gramian.
 
-use super::matrix::mat_vec;
-
-/// `m` must be a finite `k x k` matrix; the error names it.
-fn check_square(name: &str, m: &[Vec<f64>], k: usize) -> Result<(), String> {
-    let n = super::matrix::check_square(m, name)?;
-    if n != k {
-        return Err(format!("{name} is {n} x {n}, expected {k} x {k}"));
-    }
-    Ok(())
-}
+use super::matrix::{check_square_of, mat_vec};
 
 /// Iteration settings of [`frank_wolfe_min_norm`].
 ///
@@ -152,7 +143,7 @@ pub fn frank_wolfe_min_norm_detailed(
         converged,
     };
     let n = gram.len();
-    check_square("gramian", gram, n)?;
+    check_square_of(gram, n, "gramian")?;
     if n == 0 {
         return Err("gramian: empty (0 tasks)".to_string());
     }

@@ -51,8 +51,19 @@ pub fn project_simplex(y: &[f64]) -> Result<Vec<f64>, String> {
 /// Solves the square linear system `a x = b` by Gaussian elimination with partial pivoting.
 ///
 /// Returns `Err` if the matrix is (numerically) singular: a pivot below `1e-14` times the largest
-/// entry of `a`.
+/// entry of `a`. [`solve_linear_with`] takes that threshold as an argument.
 pub fn solve_linear(a: &[Vec<f64>], b: &[f64]) -> Result<Vec<f64>, String> {
+    solve_linear_with(a, b, 1e-14)
+}
+
+/// [`solve_linear`] with the singularity threshold given: a pivot whose magnitude is at most
+/// `singular_below` times the largest entry of `a` is refused. `0.0` refuses only exactly zero
+/// pivots and solves an ill-conditioned but non-singular matrix as is (as `torch.inverse` does).
+pub fn solve_linear_with(
+    a: &[Vec<f64>],
+    b: &[f64],
+    singular_below: f64,
+) -> Result<Vec<f64>, String> {
     let n = check_square(a, "linear-system matrix")?;
     check_vector(b, n, "right-hand side")?;
     let mut m: Vec<Vec<f64>> = a.to_vec();
@@ -71,7 +82,7 @@ pub fn solve_linear(a: &[Vec<f64>], b: &[f64]) -> Result<Vec<f64>, String> {
                 piv = r;
             }
         }
-        if m[piv][col].abs() <= 1e-14 * scale {
+        if !m[piv][col].is_finite() || m[piv][col].abs() <= singular_below * scale {
             return Err(format!(
                 "linear-system matrix is singular (pivot {} at column {col})",
                 m[piv][col]

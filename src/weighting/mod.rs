@@ -19,6 +19,7 @@
 //! Built-in loss-based strategies live in [`loss_based`], one per file.
 
 pub mod gradient_based;
+mod hyper;
 pub mod loss_based;
 mod registry;
 pub(crate) mod support;
@@ -32,7 +33,7 @@ pub use loss_based::{
     AutoLambda, Cosmos, Dwa, Equal, Famo, Fixed, GeometricMean, ImtlL, InverseLoss,
     InverseLossNormalization, Pbi, Rlw, Scalarized, Stch, Uncertainty,
 };
-pub use registry::{by_name, STRATEGIES};
+pub use registry::{by_name, markdown_table, strategy_list, Entry, REGISTRY, STRATEGIES};
 pub use support::StrategyRng;
 
 use candle_core::{Tensor, Var};

@@ -73,6 +73,23 @@ impl StrategyRng {
 }
 
 impl StrategyRng {
+    /// One random permutation of `0..k` for each of the `k` tasks (PCGrad / GradVac visit
+    /// orders).
+    pub fn orders(&mut self, k: usize) -> Vec<Vec<usize>> {
+        (0..k).map(|_| self.permutation(k)).collect()
+    }
+
+    /// Restores the generator saved under `rng` in a strategy's state, if there is one.
+    pub(crate) fn load_from(
+        &mut self,
+        state: &std::collections::HashMap<String, Vec<f64>>,
+    ) -> Result<()> {
+        if let Some(r) = state.get("rng") {
+            *self = StrategyRng::from_state(r)?;
+        }
+        Ok(())
+    }
+
     /// The exact generator state as 56 numbers (bytes of seed, stream and position), for
     /// checkpoints.
     pub fn to_state(&self) -> Vec<f64> {
@@ -157,6 +174,31 @@ impl LearnedParameters {
             &Device::Cpu,
         )?;
         self.0 = Some(Var::from_tensor(&t)?);
+        Ok(())
+    }
+
+    /// Sizes `values` for `k` tasks (filled with `init` when empty) and creates the variable
+    /// from them.
+    pub(crate) fn prepare(&mut self, values: &mut Vec<f64>, k: usize, init: f64) -> Result<()> {
+        if values.is_empty() {
+            *values = vec![init; k];
+        }
+        self.init(values)
+    }
+
+    /// The variable as the strategy's one named parameter (none before it is created).
+    pub(crate) fn named(&self, name: &str) -> Vec<(String, Var)> {
+        self.0
+            .iter()
+            .map(|v| (name.to_string(), v.clone()))
+            .collect()
+    }
+
+    /// Copies the variable's current values into `values` (nothing before it is created).
+    pub(crate) fn refresh(&self, values: &mut Vec<f64>) -> Result<()> {
+        if self.0.is_some() {
+            *values = self.values()?;
+        }
         Ok(())
     }
 

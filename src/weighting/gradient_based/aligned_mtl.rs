@@ -1,7 +1,10 @@
 //! Aligned-MTL: aligning the principal components of the gradient matrix.
 
-use super::common::{check_gramian, pref_or_uniform, GramianWeighting};
+use super::method::GramianWeighting;
+use crate::error::Result;
+use crate::solvers::matrix::{check_gramian, pref_or_uniform};
 use crate::solvers::sym_eigen;
+use crate::weighting::hyper::{check_all, Rule};
 
 /// How [`AlignedMtl`] picks the scale of the balanced gradients.
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -53,8 +56,32 @@ impl AlignedMtl {
     }
 }
 
+impl AlignedMtl {
+    /// The same method with a preference vector; refused with
+    /// [`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter) unless finite.
+    pub fn with_pref_vector(self, pref_vector: Vec<f64>) -> Result<Self> {
+        let s = AlignedMtl {
+            pref_vector: Some(pref_vector),
+            ..self
+        };
+        GramianWeighting::validate(&s)?;
+        Ok(s)
+    }
+}
+
 impl GramianWeighting for AlignedMtl {
-    fn weights(&self, gramian: &[Vec<f64>]) -> Result<Vec<f64>, String> {
+    fn name(&self) -> &str {
+        "aligned-mtl"
+    }
+
+    fn validate(&self) -> Result<()> {
+        match &self.pref_vector {
+            Some(p) => check_all("aligned-mtl", "pref_vector", p, Rule::Finite),
+            None => Ok(()),
+        }
+    }
+
+    fn weights(&self, gramian: &[Vec<f64>]) -> std::result::Result<Vec<f64>, String> {
         let k = check_gramian(gramian)?;
         let p = pref_or_uniform(&self.pref_vector, k)?;
         let (vals, vecs) = sym_eigen(gramian)?;

@@ -1,7 +1,10 @@
 //! CAGrad: conflict-averse gradient descent.
 
-use super::common::{check_gramian, normalize_by_trace, quad_form, uniform, GramianWeighting};
+use super::method::GramianWeighting;
+use crate::error::Result;
+use crate::solvers::matrix::{check_gramian, normalize_by_trace, quad_form, uniform};
 use crate::solvers::min_norm_hull;
+use crate::weighting::hyper::{check, Rule};
 
 /// CAGrad: the update maximises the worst task improvement within a ball around the average
 /// gradient, `max_d min_i <g_i, d>` s.t. `||d - g0|| <= c ||g0||`, `g0 = (1/K) sum g_i`.
@@ -48,7 +51,12 @@ impl Default for CaGrad {
 }
 
 /// Projection of `-mu g0` onto the hull: simplex weights and `||d||`.
-fn project(m: &[Vec<f64>], b: &[f64], g0sq: f64, mu: f64) -> Result<(Vec<f64>, f64), String> {
+fn project(
+    m: &[Vec<f64>],
+    b: &[f64],
+    g0sq: f64,
+    mu: f64,
+) -> std::result::Result<(Vec<f64>, f64), String> {
     let k = m.len();
     let p: Vec<Vec<f64>> = (0..k)
         .map(|i| {
@@ -63,12 +71,26 @@ fn project(m: &[Vec<f64>], b: &[f64], g0sq: f64, mu: f64) -> Result<(Vec<f64>, f
 }
 
 impl CaGrad {
+    /// CAGrad with radius `c` and threshold `norm_eps`; refused with
+    /// [`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter) outside the ranges
+    /// of the table above.
+    pub fn new(c: f64, norm_eps: f64) -> Result<Self> {
+        let s = CaGrad { c, norm_eps };
+        GramianWeighting::validate(&s)?;
+        Ok(s)
+    }
+
     /// Solves the inner problem and returns its simplex minimiser `w*` for the normalised
     /// Gramian `m`, with `b = m 1/K`, `g0sq = ||g0||^2` and `s = sqrt_phi`.
-    fn inner(m: &[Vec<f64>], b: &[f64], g0sq: f64, s: f64) -> Result<Option<Vec<f64>>, String> {
+    fn inner(
+        m: &[Vec<f64>],
+        b: &[f64],
+        g0sq: f64,
+        s: f64,
+    ) -> std::result::Result<Option<Vec<f64>>, String> {
         let k = m.len();
         let max_norm = (0..k).fold(0.0_f64, |a, i| a.max(m[i][i].max(0.0).sqrt()));
-        let f = |mu: f64| -> Result<(Vec<f64>, f64), String> {
+        let f = |mu: f64| -> std::result::Result<(Vec<f64>, f64), String> {
             let (w, n) = project(m, b, g0sq, mu)?;
             Ok((w, n - s * mu))
         };
@@ -146,20 +168,17 @@ impl CaGrad {
 }
 
 impl GramianWeighting for CaGrad {
-    fn weights(&self, gramian: &[Vec<f64>]) -> Result<Vec<f64>, String> {
+    fn name(&self) -> &str {
+        "cagrad"
+    }
+
+    fn validate(&self) -> Result<()> {
+        check("cagrad", "c", self.c, Rule::NonNegative)?;
+        check("cagrad", "norm_eps", self.norm_eps, Rule::NonNegative)
+    }
+
+    fn weights(&self, gramian: &[Vec<f64>]) -> std::result::Result<Vec<f64>, String> {
         let k = check_gramian(gramian)?;
-        if !super::common::nonneg_finite(self.c) {
-            return Err(format!(
-                "CAGrad c must be finite and non-negative, got {}",
-                self.c
-            ));
-        }
-        if !super::common::nonneg_finite(self.norm_eps) {
-            return Err(format!(
-                "CAGrad norm_eps must be finite and non-negative, got {}",
-                self.norm_eps
-            ));
-        }
         let m = normalize_by_trace(gramian, self.norm_eps);
         let u = uniform(k);
         let b: Vec<f64> = m

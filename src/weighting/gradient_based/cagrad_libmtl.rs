@@ -1,7 +1,9 @@
 //! CAGrad (Conflict-Averse Gradient descent), as in LibMTL 1.1.5.
 
-use super::rows::{check_rows, gramian, mat_vec, Aggregate, Aggregator};
+use super::method::{Aggregate, GradientMethod, GradientStep};
+use crate::solvers::matrix::{check_rows, check_square_of, check_vector, gramian, mat_vec};
 use crate::solvers::min_norm::project_to_simplex;
+use crate::weighting::hyper::{check, Rule};
 
 /// How CAGrad rescales its update (LibMTL's `rescale`).
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -76,12 +78,25 @@ impl Default for CaGradLibMtl {
 }
 
 impl CaGradLibMtl {
+    /// LibMTL's CAGrad with radius `calpha` and the given rescaling; refused with
+    /// [`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter) unless `calpha` is
+    /// finite and `>= 0`.
+    pub fn new(calpha: f64, rescale: CaGradRescale) -> crate::Result<Self> {
+        let s = CaGradLibMtl {
+            calpha,
+            rescale,
+            ..Self::default()
+        };
+        GradientMethod::validate(&s)?;
+        Ok(s)
+    }
+
     /// The inner objective `w^T A b + c sqrt(w^T A w + 1e-8)` for Gramian `a`, with `b = 1/K` and
     /// `c = calpha sqrt(mean(A) + 1e-8) + 1e-8`; useful to compare inner solutions.
     pub fn inner_objective(&self, a: &[Vec<f64>], w: &[f64]) -> Result<f64, String> {
         let k = a.len();
-        super::rows::check_square("gramian", a, k)?;
-        super::rows::check_vec("w", w, k)?;
+        check_square_of(a, k, "gramian")?;
+        check_vector(w, k, "w")?;
         let c = self.radius(a);
         let b = vec![1.0 / k as f64; k];
         let ab = mat_vec(a, &b);
@@ -162,13 +177,7 @@ impl CaGradLibMtl {
     /// One CAGrad step.
     pub fn step(&self, rows: &[Vec<f64>]) -> Result<CaGradOutput, String> {
         let (k, _) = check_rows(rows)?;
-        if !(self.calpha >= 0.0 && self.calpha.is_finite()) {
-            return Err(format!(
-                "CAGrad: calpha = {} must be finite and >= 0",
-                self.calpha
-            ));
-        }
-        let a = gramian(rows);
+        let a = gramian(rows)?;
         let c = self.radius(&a);
         let w = self.solve_inner(&a, c);
         let aw = mat_vec(&a, &w);
@@ -197,9 +206,17 @@ impl CaGradLibMtl {
     }
 }
 
-impl Aggregator for CaGradLibMtl {
-    /// Returns the coefficients on the raw gradients.
-    fn aggregate(&mut self, rows: &[Vec<f64>], _losses: &[f64]) -> Result<Aggregate, String> {
-        Ok(Aggregate::Weights(self.step(rows)?.coefficients))
+impl GradientMethod for CaGradLibMtl {
+    fn name(&self) -> &str {
+        "cagrad-libmtl"
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        check("cagrad-libmtl", "calpha", self.calpha, Rule::NonNegative)
+    }
+
+    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
+        let out = self.step(&step.rows()?).map_err(|e| step.fail(e))?;
+        Ok(Aggregate::Weights(out.coefficients))
     }
 }

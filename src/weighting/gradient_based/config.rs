@@ -1,6 +1,7 @@
 //! ConFIG (conflict-free gradient), as in torchjd 0.18.0.
 
-use super::rows::{check_rows, dot, norm, Aggregate, Aggregator};
+use super::method::{Aggregate, GradientMethod, GradientStep};
+use crate::solvers::matrix::{check_rows, dot, norm};
 
 /// One-sided Jacobi SVD of the `d x K` matrix whose columns are `cols` (each of length `d`).
 /// Returns the rotated columns `A V` (column `k` has norm `sigma_k`) and `V` (`K x K`, by rows).
@@ -96,8 +97,13 @@ impl ConFig {
     }
 }
 
-impl Aggregator for ConFig {
-    fn aggregate(&mut self, rows: &[Vec<f64>], _losses: &[f64]) -> Result<Aggregate, String> {
-        Ok(Aggregate::Direction(self.direction(rows)?))
+impl GradientMethod for ConFig {
+    fn name(&self) -> &str {
+        "config"
+    }
+
+    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
+        let d = ConFig::direction(self, &step.rows()?).map_err(|e| step.fail(e))?;
+        Ok(Aggregate::Direction(d))
     }
 }

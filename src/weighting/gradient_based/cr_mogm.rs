@@ -1,7 +1,13 @@
 //! CR-MOGM: exponential smoothing of the weights of another method.
 
-use super::common::{check_vector, gramian, Aggregate, GramianWeighting};
+use super::method::{Aggregate, GradientMethod, GradientStep};
+use std::collections::HashMap;
+
+use super::method::lambda_state;
+use super::method::GramianWeighting;
 use super::upgrad::UPGrad;
+use crate::solvers::matrix::{check_vector, gramian};
+use crate::weighting::hyper::{check, check_all, Rule};
 
 /// CR-MOGM: smooths the weights of an inner Gramian weighting over steps,
 /// `lambda_t = alpha * lambda_{t-1} + (1 - alpha) * lambda_hat_t`, where `lambda_hat_t` are the
@@ -32,21 +38,32 @@ pub struct CrMogm<W: GramianWeighting = UPGrad> {
 
 impl Default for CrMogm<UPGrad> {
     fn default() -> Self {
-        CrMogm::new(UPGrad::default(), 0.9, None)
+        CrMogm {
+            alpha: 0.9,
+            inner: UPGrad::default(),
+            initial_weights: None,
+            lambda: None,
+        }
     }
 }
 
-impl<W: GramianWeighting> CrMogm<W> {
-    /// Wraps `inner` with smoothing coefficient `alpha` and optional initial weights.
-    pub fn new(inner: W, alpha: f64, initial_weights: Option<Vec<f64>>) -> Self {
-        CrMogm {
+impl<W: GramianWeighting + Send> CrMogm<W> {
+    /// Wraps `inner` with smoothing coefficient `alpha` and optional initial weights; refused
+    /// with [`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter) outside the
+    /// ranges of the table above (or when `inner` refuses its own).
+    pub fn new(inner: W, alpha: f64, initial_weights: Option<Vec<f64>>) -> crate::Result<Self> {
+        let s = CrMogm {
             alpha,
             inner,
             initial_weights,
             lambda: None,
-        }
+        };
+        GradientMethod::validate(&s)?;
+        Ok(s)
     }
+}
 
+impl<W: GramianWeighting> CrMogm<W> {
     /// Forgets the smoothed weights; the next call starts from `initial_weights` again.
     pub fn reset(&mut self) {
         self.lambda = None;
@@ -64,12 +81,6 @@ impl<W: GramianWeighting> CrMogm<W> {
 
     /// Smoothed weights for the Gramian of the current step; updates the state.
     pub fn weights(&mut self, gram: &[Vec<f64>]) -> Result<Vec<f64>, String> {
-        if !(0.0..=1.0).contains(&self.alpha) {
-            return Err(format!(
-                "CR-MOGM alpha must be in [0, 1], got {}",
-                self.alpha
-            ));
-        }
         let hat = self.inner.weights(gram)?;
         let k = hat.len();
         let prev = match (&self.lambda, &self.initial_weights) {
@@ -96,5 +107,33 @@ impl<W: GramianWeighting> CrMogm<W> {
     pub fn aggregate(&mut self, rows: &[Vec<f64>]) -> Result<Aggregate, String> {
         let g = gramian(rows)?;
         Ok(Aggregate::Weights(self.weights(&g)?))
+    }
+}
+
+impl<W: GramianWeighting + Send> GradientMethod for CrMogm<W> {
+    fn name(&self) -> &str {
+        "cr-mogm"
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        check("cr-mogm", "alpha", self.alpha, Rule::UnitClosed)?;
+        if let Some(init) = &self.initial_weights {
+            check_all("cr-mogm", "initial_weights", init, Rule::Finite)?;
+        }
+        self.inner.validate()
+    }
+
+    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
+        let w = self.weights(&step.gramian()?).map_err(|e| step.fail(e))?;
+        Ok(Aggregate::Weights(w))
+    }
+
+    fn state(&self) -> crate::Result<Vec<(String, Vec<f64>)>> {
+        Ok(lambda_state("lambda", CrMogm::state(self)))
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> crate::Result<()> {
+        self.set_state(state.get("lambda").cloned());
+        Ok(())
     }
 }

@@ -1,8 +1,10 @@
 //! DualProj: projection of the averaged gradient onto the dual cone.
 
-use super::common::{check_gramian, pref_or_uniform, GramianWeighting};
-use super::upgrad::regularised_gramian;
+use super::method::GramianWeighting;
+use super::upgrad::{check_regularisation, regularised_gramian};
+use crate::error::Result;
 use crate::solvers::dual_cone_weights;
+use crate::solvers::matrix::{check_gramian, pref_or_uniform};
 
 /// DualProj: combines the task gradients with the preference weights, then projects the result
 /// onto the dual cone of the task gradients.
@@ -44,11 +46,34 @@ impl Default for DualProj {
     }
 }
 
+impl DualProj {
+    /// DualProj with the given preference vector (`None`: `1/K`) and regularisation; refused
+    /// with [`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter) outside the
+    /// ranges of the table above.
+    pub fn new(pref_vector: Option<Vec<f64>>, norm_eps: f64, reg_eps: f64) -> Result<Self> {
+        let s = DualProj {
+            pref_vector,
+            norm_eps,
+            reg_eps,
+        };
+        GramianWeighting::validate(&s)?;
+        Ok(s)
+    }
+}
+
 impl GramianWeighting for DualProj {
-    fn weights(&self, gramian: &[Vec<f64>]) -> Result<Vec<f64>, String> {
+    fn name(&self) -> &str {
+        "dualproj"
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_regularisation("dualproj", &self.pref_vector, self.norm_eps, self.reg_eps)
+    }
+
+    fn weights(&self, gramian: &[Vec<f64>]) -> std::result::Result<Vec<f64>, String> {
         let k = check_gramian(gramian)?;
         let pref = pref_or_uniform(&self.pref_vector, k)?;
-        let h = regularised_gramian(gramian, self.norm_eps, self.reg_eps)?;
+        let h = regularised_gramian(gramian, self.norm_eps, self.reg_eps);
         dual_cone_weights(&h, &pref)
     }
 }

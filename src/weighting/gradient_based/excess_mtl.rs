@@ -1,6 +1,8 @@
 //! ExcessMTL, as in torchjd 0.18.0.
 
-use super::rows::{check_rows, softmax, Aggregate, Aggregator};
+use super::method::{Aggregate, GradientMethod, GradientStep};
+use crate::solvers::matrix::{check_rows, softmax};
+use crate::weighting::hyper::{check, Rule};
 
 /// ExcessMTL: weights follow an exponentiated-gradient (mirror ascent) step on per-task excess
 /// risk estimates. Each call accumulates squared gradients `S += g^2` (elementwise, AdaGrad-like
@@ -56,6 +58,19 @@ impl Default for ExcessMtl {
 }
 
 impl ExcessMtl {
+    /// ExcessMTL with the given step size and warm-up length, fresh state; refused with
+    /// [`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter) unless
+    /// `robust_step_size` is finite and `> 0`.
+    pub fn new(robust_step_size: f64, n_warmup_steps: usize) -> crate::Result<Self> {
+        let s = ExcessMtl {
+            robust_step_size,
+            n_warmup_steps,
+            ..Self::default()
+        };
+        GradientMethod::validate(&s)?;
+        Ok(s)
+    }
+
     /// Clears all state.
     pub fn reset(&mut self) {
         self.weights.clear();
@@ -68,12 +83,6 @@ impl ExcessMtl {
     /// One call: updates the state and returns the weights.
     pub fn step(&mut self, rows: &[Vec<f64>]) -> Result<Vec<f64>, String> {
         let (k, d) = check_rows(rows)?;
-        if !(self.robust_step_size > 0.0 && self.robust_step_size.is_finite()) {
-            return Err(format!(
-                "ExcessMTL: robust_step_size = {} must be finite and > 0",
-                self.robust_step_size
-            ));
-        }
         if self.sq_grad_sum.len() != k
             || self.sq_grad_sum.iter().any(|r| r.len() != d)
             || self.weights.len() != k
@@ -133,8 +142,22 @@ impl ExcessMtl {
     }
 }
 
-impl Aggregator for ExcessMtl {
-    fn aggregate(&mut self, rows: &[Vec<f64>], _losses: &[f64]) -> Result<Aggregate, String> {
-        Ok(Aggregate::Weights(self.step(rows)?))
+impl GradientMethod for ExcessMtl {
+    fn name(&self) -> &str {
+        "excess-mtl"
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        check(
+            "excess-mtl",
+            "robust_step_size",
+            self.robust_step_size,
+            Rule::Positive,
+        )
+    }
+
+    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
+        let w = self.step(&step.rows()?).map_err(|e| step.fail(e))?;
+        Ok(Aggregate::Weights(w))
     }
 }

@@ -1,7 +1,10 @@
 //! FairGrad: alpha-fair gradient weighting.
 
-use super::common::{check_gramian, uniform, GramianWeighting};
+use super::method::GramianWeighting;
+use crate::error::Result;
+use crate::solvers::matrix::{check_gramian, uniform};
 use crate::solvers::solve_power_balance;
+use crate::weighting::hyper::{check, Rule};
 
 /// FairGrad: weights `w > 0` solving `(G G^T) w = w^(-1/alpha)` (elementwise power), i.e. the
 /// update `d = J^T w` gives every task the alpha-fair utility balance `g_i . d = w_i^(-1/alpha)`.
@@ -35,15 +38,28 @@ impl Default for FairGrad {
     }
 }
 
+impl FairGrad {
+    /// FairGrad with fairness parameter `alpha`; refused with
+    /// [`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter) unless finite and
+    /// `>= 0`.
+    pub fn new(alpha: f64) -> Result<Self> {
+        let s = FairGrad { alpha };
+        GramianWeighting::validate(&s)?;
+        Ok(s)
+    }
+}
+
 impl GramianWeighting for FairGrad {
-    fn weights(&self, gramian: &[Vec<f64>]) -> Result<Vec<f64>, String> {
+    fn name(&self) -> &str {
+        "fairgrad"
+    }
+
+    fn validate(&self) -> Result<()> {
+        check("fairgrad", "alpha", self.alpha, Rule::NonNegative)
+    }
+
+    fn weights(&self, gramian: &[Vec<f64>]) -> std::result::Result<Vec<f64>, String> {
         let k = check_gramian(gramian)?;
-        if !super::common::nonneg_finite(self.alpha) {
-            return Err(format!(
-                "FairGrad alpha must be finite and non-negative, got {}",
-                self.alpha
-            ));
-        }
         if self.alpha == 0.0 {
             return Ok(uniform(k));
         }

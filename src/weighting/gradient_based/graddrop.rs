@@ -1,7 +1,12 @@
 //! GradDrop (gradient sign dropout), as in torchjd 0.18.0.
 
-use super::rows::{check_rows, check_vec, Aggregate, Aggregator};
+use super::method::{Aggregate, GradientMethod, GradientStep};
+use std::collections::HashMap;
+
+use crate::solvers::matrix::{check_rows, check_vector};
+use crate::weighting::hyper::{check_all, Rule};
 use crate::weighting::StrategyRng;
+use crate::weighting::{GradientSource, Needs};
 
 /// GradDrop: per coordinate, compute the positive-sign purity `P = (1 + sum_k g_k / sum_k |g_k|) / 2`,
 /// draw `U ~ Uniform(0, 1)` and keep only the positive entries (if `P > U`) or only the negative
@@ -25,20 +30,32 @@ use crate::weighting::StrategyRng;
 pub struct GradDrop {
     /// Per-task leak (None means no leak).
     pub leak: Option<Vec<f64>>,
-    /// Generator used by [`Aggregator::aggregate`].
+    /// Generator used by [`GradientMethod::combine`].
     #[cfg_attr(feature = "serde", serde(skip))]
     pub rng: StrategyRng,
 }
 
 impl GradDrop {
+    /// GradDrop with per-task leaks (fractions of each gradient always kept); refused with
+    /// [`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter) unless every leak
+    /// is in `[0, 1]`.
+    pub fn with_leak(leak: Vec<f64>) -> crate::Result<Self> {
+        let s = GradDrop {
+            leak: Some(leak),
+            ..Self::default()
+        };
+        GradientMethod::validate(&s)?;
+        Ok(s)
+    }
+
     /// Direction with injected uniform draws `u` (length `d`, one per coordinate).
     pub fn aggregate_with_uniform(&self, rows: &[Vec<f64>], u: &[f64]) -> Result<Vec<f64>, String> {
         let (k, d) = check_rows(rows)?;
-        check_vec("uniform draws", u, d)?;
+        check_vector(u, d, "uniform draws")?;
         let zeros = vec![0.0; k];
         let leak = match &self.leak {
             Some(l) => {
-                check_vec("leak", l, k)?;
+                check_vector(l, k, "leak")?;
                 l
             }
             None => &zeros,
@@ -62,10 +79,45 @@ impl GradDrop {
     }
 }
 
-impl Aggregator for GradDrop {
-    fn aggregate(&mut self, rows: &[Vec<f64>], _losses: &[f64]) -> Result<Aggregate, String> {
-        let (_, d) = check_rows(rows)?;
-        let u: Vec<f64> = (0..d).map(|_| self.rng.uniform()).collect();
-        Ok(Aggregate::Direction(self.aggregate_with_uniform(rows, &u)?))
+impl GradientMethod for GradDrop {
+    fn name(&self) -> &str {
+        "graddrop"
+    }
+
+    /// Works coordinate by coordinate on the full gradients; usually given the representation's
+    /// gradients, as in the paper.
+    fn needs(&self) -> Needs {
+        Needs::gradients(vec![
+            GradientSource::Representation,
+            GradientSource::SharedParameters,
+        ])
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        match &self.leak {
+            Some(l) => check_all("graddrop", "leak", l, Rule::UnitClosed),
+            None => Ok(()),
+        }
+    }
+
+    fn seed(&mut self, seed: u64) {
+        self.rng = StrategyRng::new(seed);
+    }
+
+    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
+        let rows = step.rows()?;
+        let u: Vec<f64> = (0..step.dim()).map(|_| self.rng.uniform()).collect();
+        let d = self
+            .aggregate_with_uniform(&rows, &u)
+            .map_err(|e| step.fail(e))?;
+        Ok(Aggregate::Direction(d))
+    }
+
+    fn state(&self) -> crate::Result<Vec<(String, Vec<f64>)>> {
+        Ok(vec![("rng".into(), self.rng.to_state())])
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> crate::Result<()> {
+        self.rng.load_from(state)
     }
 }

@@ -1,6 +1,13 @@
 //! GradNorm, as in LibMTL 1.1.5.
 
-use super::rows::{check_positive, check_rows, check_vec, norm, softmax, Aggregate, Aggregator};
+use super::method::{Aggregate, GradientMethod, GradientStep};
+use std::collections::HashMap;
+
+use candle_core::{Tensor, Var};
+
+use crate::solvers::matrix::{check_positive, check_rows, check_vector, norm, softmax};
+use crate::weighting::hyper::{check, Rule};
+use crate::weighting::WeightingSetup;
 
 /// Everything one GradNorm step produces.
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -64,14 +71,25 @@ impl Default for GradNorm {
 }
 
 impl GradNorm {
+    /// GradNorm with restoring-force exponent `alpha`; refused with
+    /// [`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter) unless finite.
+    pub fn new(alpha: f64) -> crate::Result<Self> {
+        let s = GradNorm {
+            alpha,
+            ..Self::default()
+        };
+        GradientMethod::validate(&s)?;
+        Ok(s)
+    }
+
     /// Sets the logits and the reference losses (e.g. a golden case's state).
     pub fn set_state(
         &mut self,
         loss_scale: Vec<f64>,
         initial_losses: Vec<f64>,
     ) -> Result<(), String> {
-        check_vec("loss_scale", &loss_scale, loss_scale.len())?;
-        check_positive("initial_losses", &initial_losses, initial_losses.len())?;
+        check_vector(&loss_scale, loss_scale.len(), "loss_scale")?;
+        check_positive(&initial_losses, initial_losses.len(), "initial_losses")?;
         self.loss_scale = loss_scale;
         self.initial_losses = initial_losses;
         Ok(())
@@ -81,7 +99,7 @@ impl GradNorm {
         let s = if self.loss_scale.is_empty() {
             vec![1.0; k]
         } else {
-            check_vec("loss_scale", &self.loss_scale, k)?;
+            check_vector(&self.loss_scale, k, "loss_scale")?;
             self.loss_scale.clone()
         };
         Ok(softmax(&s).into_iter().map(|p| p * k as f64).collect())
@@ -90,11 +108,8 @@ impl GradNorm {
     /// One GradNorm step.
     pub fn step(&self, rows: &[Vec<f64>], losses: &[f64]) -> Result<GradNormOutput, String> {
         let (k, _) = check_rows(rows)?;
-        check_vec("losses", losses, k)?;
-        check_positive("initial_losses", &self.initial_losses, k)?;
-        if !(self.alpha.is_finite()) {
-            return Err(format!("GradNorm: alpha = {} must be finite", self.alpha));
-        }
+        check_vector(losses, k, "losses")?;
+        check_positive(&self.initial_losses, k, "initial_losses")?;
         let w = self.weights_for(k)?;
         let p: Vec<f64> = w.iter().map(|v| v / k as f64).collect();
         let n: Vec<f64> = rows.iter().map(|r| norm(r)).collect();
@@ -142,10 +157,49 @@ impl GradNorm {
     }
 }
 
-impl Aggregator for GradNorm {
-    /// Returns the current weights `K softmax(s)` (no learning step is taken).
-    fn aggregate(&mut self, rows: &[Vec<f64>], _losses: &[f64]) -> Result<Aggregate, String> {
-        let (k, _) = check_rows(rows)?;
-        Ok(Aggregate::Weights(self.weights_for(k)?))
+impl GradientMethod for GradNorm {
+    fn name(&self) -> &str {
+        "gradnorm"
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        check("gradnorm", "alpha", self.alpha, Rule::Finite)
+    }
+
+    fn prepare(&mut self, setup: &WeightingSetup) -> crate::Result<()> {
+        self.learned
+            .prepare(&mut self.loss_scale, setup.task_names.len(), 1.0)
+    }
+
+    fn parameters(&self) -> Vec<(String, Var)> {
+        self.learned.named("loss_scale")
+    }
+
+    fn state(&self) -> crate::Result<Vec<(String, Vec<f64>)>> {
+        Ok(vec![("initial_losses".into(), self.initial_losses.clone())])
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> crate::Result<()> {
+        if let Some(v) = state.get("initial_losses") {
+            self.initial_losses = v.clone();
+        }
+        Ok(())
+    }
+
+    /// The first step's losses become the reference `L_k(0)` of the loss ratios.
+    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
+        self.learned.refresh(&mut self.loss_scale)?;
+        if self.initial_losses.is_empty() {
+            self.initial_losses = step.losses().to_vec();
+        }
+        let out = self
+            .step(&step.rows()?, step.losses())
+            .map_err(|e| step.fail(e))?;
+        self.pending_gradient = out.grad_loss_scale;
+        Ok(Aggregate::Weights(out.weights))
+    }
+
+    fn auxiliary_loss(&self, _detached_losses: &[Tensor]) -> crate::Result<Option<Tensor>> {
+        self.learned.surrogate(&self.pending_gradient)
     }
 }

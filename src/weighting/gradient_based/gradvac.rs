@@ -1,6 +1,10 @@
 //! GradVac (Gradient Vaccine), LibMTL 1.1.5 and torchjd 0.18.0 variants.
 
-use super::rows::{check_order, check_rows, check_square, gramian, Aggregate, Aggregator};
+use super::method::{Aggregate, GradientMethod, GradientStep};
+use std::collections::HashMap;
+
+use crate::solvers::matrix::{check_indices, check_rows, check_square_of, gramian};
+use crate::weighting::hyper::{check, Rule};
 use crate::weighting::StrategyRng;
 
 /// GradVac: like PCGrad, but instead of only removing conflicts it pulls the cosine similarity of
@@ -45,7 +49,7 @@ pub struct GradVac {
     pub ema_only_on_correction: bool,
     /// EMA targets `phi_hat[i][j]` (state; empty means zeros).
     pub phi_hat: Vec<Vec<f64>>,
-    /// Generator for the task orders when [`Aggregator::aggregate`] is used.
+    /// Generator for the task orders when [`GradientMethod::combine`] is used.
     #[cfg_attr(feature = "serde", serde(skip))]
     pub rng: StrategyRng,
 }
@@ -77,10 +81,25 @@ impl GradVac {
         }
     }
 
+    /// GradVac (torchjd's variant) with EMA decay `beta` and denominator guard `eps`; refused
+    /// with [`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter) outside the
+    /// ranges of the table above.
+    pub fn new(beta: f64, eps: f64) -> crate::Result<Self> {
+        let s = GradVac {
+            beta,
+            eps,
+            ..Self::default()
+        };
+        GradientMethod::validate(&s)?;
+        Ok(s)
+    }
+
     /// Sets the EMA targets (e.g. a golden case's `state_before`). Errors on a non-square or
     /// non-finite matrix or entries outside [-1, 1].
     pub fn set_phi_hat(&mut self, phi_hat: Vec<Vec<f64>>) -> Result<(), String> {
-        check_square("phi_hat", &phi_hat, phi_hat.len())?;
+        if !phi_hat.is_empty() {
+            check_square_of(&phi_hat, phi_hat.len(), "phi_hat")?;
+        }
         for (i, r) in phi_hat.iter().enumerate() {
             for (j, v) in r.iter().enumerate() {
                 if v.abs() > 1.0 {
@@ -105,13 +124,7 @@ impl GradVac {
         orders: &[Vec<usize>],
     ) -> Result<Vec<f64>, String> {
         let k = gram.len();
-        check_square("gramian", gram, k)?;
-        if !(0.0..=1.0).contains(&self.beta) {
-            return Err(format!("GradVac: beta = {} must be in [0, 1]", self.beta));
-        }
-        if self.eps.is_nan() || self.eps < 0.0 {
-            return Err(format!("GradVac: eps = {} must be >= 0", self.eps));
-        }
+        check_square_of(gram, k, "gramian")?;
         if orders.len() != k {
             return Err(format!(
                 "GradVac: expected {k} task orders (one per task), got {}",
@@ -119,7 +132,7 @@ impl GradVac {
             ));
         }
         for (i, o) in orders.iter().enumerate() {
-            check_order(&format!("orders[{i}]"), o, k)?;
+            check_indices(o, k, &format!("orders[{i}]"))?;
         }
         if self.phi_hat.len() != k || self.phi_hat.iter().any(|r| r.len() != k) {
             self.phi_hat = vec![vec![0.0; k]; k];
@@ -182,25 +195,56 @@ impl GradVac {
         orders: &[Vec<usize>],
     ) -> Result<Vec<f64>, String> {
         check_rows(rows)?;
-        self.weights_from_gramian(&gramian(rows), orders)
+        self.weights_from_gramian(&gramian(rows)?, orders)
     }
 }
 
-impl Aggregator for GradVac {
-    /// Draws a random order of the other tasks per row from `rng`, then returns the weights.
-    fn aggregate(&mut self, rows: &[Vec<f64>], _losses: &[f64]) -> Result<Aggregate, String> {
-        let (k, _) = check_rows(rows)?;
-        let orders: Vec<Vec<usize>> = (0..k)
-            .map(|i| {
-                self.rng
-                    .permutation(k)
-                    .into_iter()
-                    .filter(|&j| j != i)
-                    .collect()
-            })
-            .collect();
-        Ok(Aggregate::Weights(
-            self.aggregate_with_orders(rows, &orders)?,
-        ))
+impl GradientMethod for GradVac {
+    fn name(&self) -> &str {
+        "gradvac"
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        check("gradvac", "beta", self.beta, Rule::UnitClosed)?;
+        check("gradvac", "eps", self.eps, Rule::NonNegative)
+    }
+
+    fn seed(&mut self, seed: u64) {
+        self.rng = StrategyRng::new(seed);
+    }
+
+    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
+        let gram = step.gramian()?;
+        let orders = self.rng.orders(gram.len());
+        let w = self
+            .weights_from_gramian(&gram, &orders)
+            .map_err(|e| step.fail(e))?;
+        Ok(Aggregate::Weights(w))
+    }
+
+    fn state(&self) -> crate::Result<Vec<(String, Vec<f64>)>> {
+        Ok(vec![
+            ("rng".to_string(), self.rng.to_state()),
+            ("phi_hat".into(), self.phi_hat.concat()),
+            ("k".into(), vec![self.phi_hat.len() as f64]),
+        ])
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> crate::Result<()> {
+        self.rng.load_from(state)?;
+        let k = state
+            .get("k")
+            .and_then(|v| v.first())
+            .copied()
+            .unwrap_or(0.0) as usize;
+        if let (Some(flat), true) = (state.get("phi_hat"), k > 0) {
+            let m: Vec<Vec<f64>> = flat.chunks(k).map(<[f64]>::to_vec).collect();
+            self.set_phi_hat(m)
+                .map_err(|reason| crate::Error::InvalidDecision {
+                    strategy: "gradvac".into(),
+                    reason,
+                })?;
+        }
+        Ok(())
     }
 }

@@ -1,6 +1,11 @@
 //! IMTL (Impartial Multi-Task Learning), as in LibMTL 1.1.5 (IMTL-L loss scales + IMTL-G weights).
 
-use super::rows::{check_rows, check_vec, dot, norm, solve_linear, Aggregate, Aggregator};
+use super::method::{Aggregate, GradientMethod, GradientStep};
+use candle_core::{Tensor, Var};
+
+use crate::solvers::matrix::{check_rows, check_vector, dot, norm};
+use crate::solvers::solve_linear_with;
+use crate::weighting::WeightingSetup;
 
 /// Everything one IMTL step produces.
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -50,7 +55,7 @@ pub struct Imtl {
 impl Imtl {
     /// Sets the log-scales (e.g. a golden case's `state_before.loss_scale`).
     pub fn set_loss_scale(&mut self, s: Vec<f64>) -> Result<(), String> {
-        check_vec("loss_scale", &s, s.len())?;
+        check_vector(&s, s.len(), "loss_scale")?;
         self.loss_scale = s;
         Ok(())
     }
@@ -61,7 +66,7 @@ impl Imtl {
         let s = if self.loss_scale.is_empty() {
             vec![0.0; k]
         } else {
-            check_vec("loss_scale", &self.loss_scale, k)?;
+            check_vector(&self.loss_scale, k, "loss_scale")?;
             self.loss_scale.clone()
         };
         let scale: Vec<f64> = s.iter().map(|v| v.exp()).collect();
@@ -94,7 +99,7 @@ impl Imtl {
                 .map(|b| (0..k - 1).map(|a| dot(&dm[a], &um[b])).collect())
                 .collect();
             let rhs: Vec<f64> = um.iter().map(|ub| dot(&h[0], ub)).collect();
-            let tail = solve_linear(&mt, &rhs).map_err(|e| {
+            let tail = solve_linear_with(&mt, &rhs, 0.0).map_err(|e| {
                 format!("IMTL: D U^T is singular (K - 1 > d or dependent gradients): {e}")
             })?;
             let mut a = Vec::with_capacity(k);
@@ -106,7 +111,7 @@ impl Imtl {
         let grad_loss_scale = if losses.is_empty() {
             Vec::new()
         } else {
-            check_vec("losses", losses, k)?;
+            check_vector(losses, k, "losses")?;
             losses
                 .iter()
                 .zip(&scale)
@@ -121,9 +126,30 @@ impl Imtl {
     }
 }
 
-impl Aggregator for Imtl {
-    /// Returns the coefficients on the raw gradients.
-    fn aggregate(&mut self, rows: &[Vec<f64>], losses: &[f64]) -> Result<Aggregate, String> {
-        Ok(Aggregate::Weights(self.step(rows, losses)?.coefficients))
+impl GradientMethod for Imtl {
+    fn name(&self) -> &str {
+        "imtl"
+    }
+
+    fn prepare(&mut self, setup: &WeightingSetup) -> crate::Result<()> {
+        self.learned
+            .prepare(&mut self.loss_scale, setup.task_names.len(), 0.0)
+    }
+
+    fn parameters(&self) -> Vec<(String, Var)> {
+        self.learned.named("loss_scale")
+    }
+
+    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
+        self.learned.refresh(&mut self.loss_scale)?;
+        let out = self
+            .step(&step.rows()?, step.losses())
+            .map_err(|e| step.fail(e))?;
+        self.pending_gradient = out.grad_loss_scale;
+        Ok(Aggregate::Weights(out.coefficients))
+    }
+
+    fn auxiliary_loss(&self, _detached_losses: &[Tensor]) -> crate::Result<Option<Tensor>> {
+        self.learned.surrogate(&self.pending_gradient)
     }
 }

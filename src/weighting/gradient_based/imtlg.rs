@@ -1,6 +1,7 @@
 //! IMTL-G: impartial multi-task learning, gradient part.
 
-use super::common::{check_gramian, mat_vec, GramianWeighting};
+use super::method::GramianWeighting;
+use crate::solvers::matrix::{check_gramian, mat_vec};
 use crate::solvers::pinv_sym;
 
 /// IMTL-G: weights such that the update has equal projections onto every unit task gradient.
@@ -24,6 +25,10 @@ use crate::solvers::pinv_sym;
 pub struct Imtlg;
 
 impl GramianWeighting for Imtlg {
+    fn name(&self) -> &str {
+        "imtl-g"
+    }
+
     fn weights(&self, gramian: &[Vec<f64>]) -> Result<Vec<f64>, String> {
         let k = check_gramian(gramian)?;
         let d: Vec<f64> = (0..k).map(|i| gramian[i][i].max(0.0).sqrt()).collect();

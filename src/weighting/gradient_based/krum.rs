@@ -1,6 +1,10 @@
 //! Krum / Multi-Krum, as in torchjd 0.18.0.
 
-use super::rows::{check_rows, gramian, Aggregate, Aggregator};
+use super::method::any_source;
+use super::method::{Aggregate, GradientMethod, GradientStep};
+use crate::solvers::matrix::check_square_of;
+use crate::weighting::hyper::at_least;
+use crate::weighting::Needs;
 
 /// Krum: score each gradient by the sum of its distances to its `K - f - 2` nearest other
 /// gradients and average the `m` gradients with the lowest scores (`m = 1`: Krum; `m > 1`:
@@ -39,10 +43,22 @@ impl Default for Krum {
 }
 
 impl Krum {
+    /// Multi-Krum assuming `n_byzantine` adversarial rows and averaging `n_selected`; refused
+    /// with [`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter) when
+    /// `n_selected` is 0.
+    pub fn new(n_byzantine: usize, n_selected: usize) -> crate::Result<Self> {
+        let s = Krum {
+            n_byzantine,
+            n_selected,
+        };
+        GradientMethod::validate(&s)?;
+        Ok(s)
+    }
+
     /// Krum scores (sum of distances to the `K - f - 2` nearest other rows) from a Gramian.
     pub fn scores_from_gramian(&self, gram: &[Vec<f64>]) -> Result<Vec<f64>, String> {
         let k = gram.len();
-        super::rows::check_square("gramian", gram, k)?;
+        check_square_of(gram, k, "gramian")?;
         if self.n_byzantine.checked_add(3).is_none_or(|need| k < need) {
             return Err(format!(
                 "Krum: needs at least n_byzantine + 3 tasks (n_byzantine = {}), got {k}",
@@ -81,11 +97,27 @@ impl Krum {
     }
 }
 
-impl Aggregator for Krum {
-    fn aggregate(&mut self, rows: &[Vec<f64>], _losses: &[f64]) -> Result<Aggregate, String> {
-        check_rows(rows)?;
-        Ok(Aggregate::Weights(
-            self.weights_from_gramian(&gramian(rows))?,
-        ))
+impl GradientMethod for Krum {
+    fn name(&self) -> &str {
+        "krum"
+    }
+
+    /// At least `n_byzantine + 3` tasks.
+    fn needs(&self) -> Needs {
+        Needs {
+            min_tasks: self.n_byzantine.saturating_add(3),
+            ..any_source()
+        }
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        at_least("krum", "n_selected", self.n_selected, 1)
+    }
+
+    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
+        let w = self
+            .weights_from_gramian(&step.gramian()?)
+            .map_err(|e| step.fail(e))?;
+        Ok(Aggregate::Weights(w))
     }
 }

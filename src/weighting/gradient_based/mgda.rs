@@ -1,7 +1,11 @@
 //! MGDA: the minimum-norm element of the convex hull of the task gradients.
 
-use super::common::{check_gramian, GramianWeighting};
+use super::method::GramianWeighting;
+use crate::error::Result;
+use crate::solvers::matrix::check_gramian;
 use crate::solvers::{frank_wolfe_min_norm, min_norm_hull};
+use crate::weighting::hyper::{at_least, check, Rule};
+use crate::weighting::{GradientSource, Needs};
 
 /// Which solver [`Mgda`] uses.
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -71,18 +75,52 @@ impl Mgda {
     }
 }
 
+impl Mgda {
+    /// MGDA with the given Frank-Wolfe settings and solver, on shared-parameter gradients;
+    /// refused with [`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter)
+    /// outside the ranges of the table above.
+    pub fn new(epsilon: f64, max_iters: usize, solver: MgdaSolver) -> Result<Self> {
+        let s = Mgda {
+            epsilon,
+            max_iters,
+            solver,
+            ..Mgda::default()
+        };
+        GramianWeighting::validate(&s)?;
+        Ok(s)
+    }
+
+    /// The same method with another solver.
+    pub fn with_solver(self, solver: MgdaSolver) -> Self {
+        Mgda { solver, ..self }
+    }
+}
+
 impl GramianWeighting for Mgda {
-    fn weights(&self, gramian: &[Vec<f64>]) -> Result<Vec<f64>, String> {
+    fn name(&self) -> &str {
+        match self.gradient_source {
+            GradientSource::SharedParameters => "mgda",
+            GradientSource::Representation => "mgda-ub",
+        }
+    }
+
+    /// The source set by [`Mgda::upper_bound`] first, the other one also accepted.
+    fn needs(&self) -> Needs {
+        let other = match self.gradient_source {
+            GradientSource::SharedParameters => GradientSource::Representation,
+            GradientSource::Representation => GradientSource::SharedParameters,
+        };
+        Needs::gradients(vec![self.gradient_source, other])
+    }
+
+    fn validate(&self) -> Result<()> {
+        let name = GramianWeighting::name(self);
+        check(name, "epsilon", self.epsilon, Rule::Positive)?;
+        at_least(name, "max_iters", self.max_iters, 1)
+    }
+
+    fn weights(&self, gramian: &[Vec<f64>]) -> std::result::Result<Vec<f64>, String> {
         check_gramian(gramian)?;
-        if !super::common::pos_finite(self.epsilon) {
-            return Err(format!(
-                "MGDA epsilon must be positive, got {}",
-                self.epsilon
-            ));
-        }
-        if self.max_iters == 0 {
-            return Err("MGDA max_iters must be at least 1, got 0".to_string());
-        }
         match self.solver {
             MgdaSolver::FrankWolfe => frank_wolfe_min_norm(gramian, self.epsilon, self.max_iters),
             MgdaSolver::Exact => min_norm_hull(gramian),

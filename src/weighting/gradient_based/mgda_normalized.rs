@@ -1,6 +1,7 @@
 //! MGDA (Multiple Gradient Descent Algorithm), as in LibMTL 1.1.5.
 
-use super::rows::{check_positive, check_rows, gramian, norm, Aggregate, Aggregator};
+use super::method::{Aggregate, GradientMethod, GradientStep};
+use crate::solvers::matrix::{check_positive, check_rows, gramian, norm};
 use crate::solvers::min_norm::{frank_wolfe_min_norm_detailed, FrankWolfeSettings};
 
 /// How MGDA normalises each task gradient before the min-norm solve (LibMTL's `mgda_gn`).
@@ -81,11 +82,11 @@ impl MgdaNormalized {
             MgdaNormalization::None => vec![1.0; k],
             MgdaNormalization::L2 => norms.clone(),
             MgdaNormalization::Loss => {
-                check_positive("losses", losses, k)?;
+                check_positive(losses, k, "losses")?;
                 losses.to_vec()
             }
             MgdaNormalization::LossPlus => {
-                check_positive("losses", losses, k)?;
+                check_positive(losses, k, "losses")?;
                 losses.iter().zip(&norms).map(|(l, n)| l * n).collect()
             }
         };
@@ -99,7 +100,7 @@ impl MgdaNormalized {
             .zip(&normalizers)
             .map(|(r, g)| r.iter().map(|x| x / g).collect())
             .collect();
-        let gram = gramian(&scaled);
+        let gram = gramian(&scaled)?;
         let fw = frank_wolfe_min_norm_detailed(&gram, self.solver)?;
         let sol = fw.weights;
         let coefficients = sol.iter().zip(&normalizers).map(|(s, g)| s / g).collect();
@@ -113,9 +114,20 @@ impl MgdaNormalized {
     }
 }
 
-impl Aggregator for MgdaNormalized {
-    /// Returns the coefficients on the raw gradients (`sol_k / gn_k`).
-    fn aggregate(&mut self, rows: &[Vec<f64>], losses: &[f64]) -> Result<Aggregate, String> {
-        Ok(Aggregate::Weights(self.step(rows, losses)?.coefficients))
+impl GradientMethod for MgdaNormalized {
+    fn name(&self) -> &str {
+        match self.normalization {
+            MgdaNormalization::None => "mgda-libmtl",
+            MgdaNormalization::L2 => "mgda-l2",
+            MgdaNormalization::Loss => "mgda-loss",
+            MgdaNormalization::LossPlus => "mgda-loss+",
+        }
+    }
+
+    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
+        let out = self
+            .step(&step.rows()?, step.losses())
+            .map_err(|e| step.fail(e))?;
+        Ok(Aggregate::Weights(out.coefficients))
     }
 }

@@ -1,7 +1,13 @@
 //! MoDo: multi-objective gradient with double sampling.
 
-use super::common::{check_square, check_vector, cross_matrix, mat_vec, uniform};
+use super::method::{Aggregate, GradientMethod, GradientStep};
+use std::collections::HashMap;
+
+use super::method::{lambda_state, two_batches};
+use crate::solvers::matrix::{check_square, check_vector, cross_matrix, mat_vec, uniform};
 use crate::solvers::project_simplex;
+use crate::weighting::hyper::{check, Rule};
+use crate::weighting::Needs;
 
 /// MoDo: one projected-gradient step on the MGDA weights per training step, using the product of
 /// gradients from two independent mini-batches to get an unbiased estimate of `J J^T lambda`:
@@ -42,13 +48,17 @@ impl Default for MoDo {
 }
 
 impl MoDo {
-    /// Creates the method with the given step size and regularisation, fresh state.
-    pub fn new(gamma: f64, rho: f64) -> Self {
-        MoDo {
+    /// Creates the method with the given step size and regularisation, fresh state; refused
+    /// with [`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter) outside the
+    /// ranges of the table above.
+    pub fn new(gamma: f64, rho: f64) -> crate::Result<Self> {
+        let s = MoDo {
             gamma,
             rho,
             lambda: None,
-        }
+        };
+        GradientMethod::validate(&s)?;
+        Ok(s)
     }
 
     /// Forgets the weights; the next call starts from `1/K`.
@@ -69,18 +79,6 @@ impl MoDo {
     /// One update from the cross matrix `a = J_1 J_2^T` (K x K); returns the new weights.
     pub fn weights(&mut self, a: &[Vec<f64>]) -> Result<Vec<f64>, String> {
         let k = check_square(a, "MoDo cross matrix")?;
-        if !super::common::pos_finite(self.gamma) {
-            return Err(format!(
-                "MoDo gamma must be positive and finite, got {}",
-                self.gamma
-            ));
-        }
-        if !super::common::nonneg_finite(self.rho) {
-            return Err(format!(
-                "MoDo rho must be non-negative and finite, got {}",
-                self.rho
-            ));
-        }
         let lam = match &self.lambda {
             Some(l) => {
                 check_vector(l, k, "MoDo state lambda (call reset() when K changes)")?;
@@ -107,5 +105,36 @@ impl MoDo {
     ) -> Result<Vec<f64>, String> {
         let a = cross_matrix(rows1, rows2)?;
         self.weights(&a)
+    }
+}
+
+impl GradientMethod for MoDo {
+    fn name(&self) -> &str {
+        "modo"
+    }
+
+    fn needs(&self) -> Needs {
+        two_batches()
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        check("modo", "gamma", self.gamma, Rule::Positive)?;
+        check("modo", "rho", self.rho, Rule::NonNegative)
+    }
+
+    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
+        let w = self
+            .weights(&step.cross_gramian()?)
+            .map_err(|e| step.fail(e))?;
+        Ok(Aggregate::Weights(w))
+    }
+
+    fn state(&self) -> crate::Result<Vec<(String, Vec<f64>)>> {
+        Ok(lambda_state("weights", MoDo::state(self)))
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> crate::Result<()> {
+        self.set_state(state.get("weights").cloned());
+        Ok(())
     }
 }

@@ -1,7 +1,11 @@
 //! Nash-MTL: multi-task learning as a bargaining game.
 
-use super::common::{check_gramian, check_vector, gramian, quad_form, Aggregate};
+use super::method::{Aggregate, GradientMethod, GradientStep};
+use std::collections::HashMap;
+
+use crate::solvers::matrix::{check_gramian, check_vector, gramian, quad_form};
 use crate::solvers::solve_power_balance;
+use crate::weighting::hyper::{at_least, check, Rule};
 
 /// Nash-MTL: the Nash bargaining solution, weights `a > 0` with `M a = 1 / a` (elementwise),
 /// `M = G G^T / ||G G^T||_F`, then rescaled so that `||J^T a|| <= max_norm`.
@@ -52,14 +56,18 @@ impl Default for NashMtl {
 }
 
 impl NashMtl {
-    /// Creates the method with the given hyper-parameters, fresh state.
-    pub fn new(max_norm: f64, update_weights_every: usize) -> Self {
-        NashMtl {
+    /// Creates the method with the given hyper-parameters, fresh state; refused with
+    /// [`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter) outside the ranges
+    /// of the table above.
+    pub fn new(max_norm: f64, update_weights_every: usize) -> crate::Result<Self> {
+        let s = NashMtl {
             max_norm,
             update_weights_every,
             step: 0,
             prvs_alpha: None,
-        }
+        };
+        GradientMethod::validate(&s)?;
+        Ok(s)
     }
 
     /// Forgets the state: the next call starts from `a = 1` and recomputes the weights.
@@ -76,7 +84,10 @@ impl NashMtl {
     /// Sets the state (number of calls so far and last unscaled solution, `None` = ones).
     pub fn set_state(&mut self, step: usize, prvs_alpha: Option<Vec<f64>>) -> Result<(), String> {
         if let Some(a) = &prvs_alpha {
-            if let Some(i) = a.iter().position(|v| !super::common::pos_finite(*v)) {
+            if let Some(i) = a
+                .iter()
+                .position(|v| !crate::solvers::matrix::pos_finite(*v))
+            {
                 return Err(format!(
                     "prvs_alpha[{i}] must be positive and finite, got {}",
                     a[i]
@@ -91,15 +102,6 @@ impl NashMtl {
     /// Weights for the Gramian `G G^T` of the current gradients; updates the state.
     pub fn weights(&mut self, gram: &[Vec<f64>]) -> Result<Vec<f64>, String> {
         let k = check_gramian(gram)?;
-        if !super::common::nonneg_finite(self.max_norm) {
-            return Err(format!(
-                "max_norm must be finite and non-negative, got {}",
-                self.max_norm
-            ));
-        }
-        if self.update_weights_every == 0 {
-            return Err("update_weights_every must be at least 1, got 0".to_string());
-        }
         if let Some(a) = &self.prvs_alpha {
             check_vector(
                 a,
@@ -143,5 +145,48 @@ impl NashMtl {
     pub fn aggregate(&mut self, rows: &[Vec<f64>]) -> Result<Aggregate, String> {
         let g = gramian(rows)?;
         Ok(Aggregate::Weights(self.weights(&g)?))
+    }
+}
+
+impl GradientMethod for NashMtl {
+    fn name(&self) -> &str {
+        "nash-mtl"
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        check("nash-mtl", "max_norm", self.max_norm, Rule::NonNegative)?;
+        at_least(
+            "nash-mtl",
+            "update_weights_every",
+            self.update_weights_every,
+            1,
+        )
+    }
+
+    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
+        let w = self.weights(&step.gramian()?).map_err(|e| step.fail(e))?;
+        Ok(Aggregate::Weights(w))
+    }
+
+    fn state(&self) -> crate::Result<Vec<(String, Vec<f64>)>> {
+        let (step, alpha) = NashMtl::state(self);
+        let mut out = vec![("step".to_string(), vec![step as f64])];
+        if let Some(a) = alpha {
+            out.push(("alpha".to_string(), a.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> crate::Result<()> {
+        let step = state
+            .get("step")
+            .and_then(|v| v.first())
+            .copied()
+            .unwrap_or(0.0) as usize;
+        self.set_state(step, state.get("alpha").cloned())
+            .map_err(|reason| crate::Error::InvalidDecision {
+                strategy: "nash-mtl".into(),
+                reason,
+            })
     }
 }

@@ -1,6 +1,11 @@
 //! PCD (Priority-Constrained Descent), as in torchjd 0.18.0.
 
-use super::rows::{check_rows, check_square, gramian, solve_linear, Aggregate, Aggregator};
+use super::method::{Aggregate, GradientMethod, GradientStep};
+use std::collections::HashMap;
+
+use crate::solvers::matrix::check_square_of;
+use crate::solvers::solve_linear_with;
+use crate::weighting::hyper::{check, check_all, Rule};
 
 /// PCD: row 0 is the primary objective. With normalised gradients `~g_i = s_i g_i`,
 /// `s_i = 1 / sqrt(v_i + eps)` (`v_i` the bias-corrected EMA of `|g_i|^2` with decay `beta`),
@@ -108,8 +113,8 @@ fn solve_qp(
                     .map(|&a| active.iter().map(|&c| gs(a, c)).collect())
                     .collect();
                 let rhs: Vec<f64> = active.iter().map(|&a| gs(a, p)).collect();
-                let r =
-                    solve_linear(&sub, &rhs).map_err(|e| format!("PCD active-set solve: {e}"))?;
+                let r = solve_linear_with(&sub, &rhs, 0.0)
+                    .map_err(|e| format!("PCD active-set solve: {e}"))?;
                 let z = gs(p, p)
                     - active
                         .iter()
@@ -159,6 +164,22 @@ fn solve_qp(
 }
 
 impl Pcd {
+    /// PCD with progress fraction `tau`, optional per-objective fractions `taus`, EMA decay
+    /// `beta` and guard `eps`; refused with
+    /// [`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter) outside the ranges
+    /// of the table above.
+    pub fn new(tau: f64, taus: Option<Vec<f64>>, beta: f64, eps: f64) -> crate::Result<Self> {
+        let s = Pcd {
+            tau,
+            taus,
+            beta,
+            eps,
+            ..Self::default()
+        };
+        GradientMethod::validate(&s)?;
+        Ok(s)
+    }
+
     /// Clears the EMA state.
     pub fn reset(&mut self) {
         self.sq_norm_ema.clear();
@@ -168,15 +189,9 @@ impl Pcd {
     /// Weights from a Gramian (row/column 0 = primary objective); updates the EMA state.
     pub fn weights_from_gramian(&mut self, gram: &[Vec<f64>]) -> Result<Vec<f64>, String> {
         let m = gram.len();
-        check_square("gramian", gram, m)?;
+        check_square_of(gram, m, "gramian")?;
         if m == 0 {
             return Err("PCD: no objectives".to_string());
-        }
-        if !(0.0..1.0).contains(&self.beta) {
-            return Err(format!("PCD: beta = {} must be in [0, 1)", self.beta));
-        }
-        if self.eps.is_nan() || self.eps < 0.0 {
-            return Err(format!("PCD: eps = {} must be >= 0", self.eps));
         }
         let taus = match &self.taus {
             Some(t) => {
@@ -191,9 +206,6 @@ impl Pcd {
             }
             None => vec![self.tau; m - 1],
         };
-        if let Some(t) = taus.iter().find(|t| !(0.0..=1.0).contains(*t)) {
-            return Err(format!("PCD: tau = {t} must be in [0, 1]"));
-        }
         if self.sq_norm_ema.len() != m {
             self.sq_norm_ema = vec![0.0; m];
             self.n_steps = 0;
@@ -244,11 +256,41 @@ impl Pcd {
     }
 }
 
-impl Aggregator for Pcd {
-    fn aggregate(&mut self, rows: &[Vec<f64>], _losses: &[f64]) -> Result<Aggregate, String> {
-        check_rows(rows)?;
-        Ok(Aggregate::Weights(
-            self.weights_from_gramian(&gramian(rows))?,
-        ))
+impl GradientMethod for Pcd {
+    fn name(&self) -> &str {
+        "pcd"
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        check("pcd", "tau", self.tau, Rule::UnitClosed)?;
+        if let Some(t) = &self.taus {
+            check_all("pcd", "taus", t, Rule::UnitClosed)?;
+        }
+        check("pcd", "beta", self.beta, Rule::UnitHalfOpen)?;
+        check("pcd", "eps", self.eps, Rule::NonNegative)
+    }
+
+    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
+        let w = self
+            .weights_from_gramian(&step.gramian()?)
+            .map_err(|e| step.fail(e))?;
+        Ok(Aggregate::Weights(w))
+    }
+
+    fn state(&self) -> crate::Result<Vec<(String, Vec<f64>)>> {
+        Ok(vec![
+            ("sq_norm_ema".into(), self.sq_norm_ema.clone()),
+            ("n_steps".into(), vec![f64::from(self.n_steps)]),
+        ])
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> crate::Result<()> {
+        if let Some(v) = state.get("sq_norm_ema") {
+            self.sq_norm_ema = v.clone();
+        }
+        if let Some(n) = state.get("n_steps").and_then(|v| v.first()) {
+            self.n_steps = *n as i32;
+        }
+        Ok(())
     }
 }

@@ -1,6 +1,10 @@
 //! PCGrad (Projecting Conflicting Gradients), LibMTL 1.1.5 and torchjd 0.18.0 variants.
 
-use super::rows::{check_order, check_rows, gramian, Aggregate, Aggregator};
+use super::method::{Aggregate, GradientMethod, GradientStep};
+use std::collections::HashMap;
+
+use crate::solvers::matrix::{check_indices, check_rows, check_square_of, gramian};
+use crate::weighting::hyper::{check, Rule};
 use crate::weighting::StrategyRng;
 
 /// PCGrad: for each task `i`, start from `g_i^PC = g_i` and visit the tasks `j` in a random
@@ -34,7 +38,7 @@ pub struct PcGrad {
     pub include_self: bool,
     /// Added to the squared norm of `g_j` in the projection denominator.
     pub eps: f64,
-    /// Generator for the task orders when [`Aggregator::aggregate`] is used.
+    /// Generator for the task orders when [`GradientMethod::combine`] is used.
     #[cfg_attr(feature = "serde", serde(skip))]
     pub rng: StrategyRng,
 }
@@ -51,6 +55,15 @@ impl PcGrad {
     /// The torchjd 0.18.0 variant (`include_self = false`, `eps = 0`); same as `Default`.
     pub fn torchjd() -> Self {
         Self::default()
+    }
+
+    /// The same variant with denominator guard `eps`; refused with
+    /// [`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter) unless finite and
+    /// `>= 0`.
+    pub fn with_eps(self, eps: f64) -> crate::Result<Self> {
+        let s = PcGrad { eps, ..self };
+        GradientMethod::validate(&s)?;
+        Ok(s)
     }
 
     /// Weights from a Gramian and injected orders: `orders[i]` is the sequence of tasks `j`
@@ -74,10 +87,7 @@ impl PcGrad {
         orders: &[Vec<usize>],
     ) -> Result<Vec<Vec<f64>>, String> {
         let k = gram.len();
-        super::rows::check_square("gramian", gram, k)?;
-        if self.eps.is_nan() || self.eps < 0.0 {
-            return Err(format!("PCGrad: eps = {} must be >= 0", self.eps));
-        }
+        check_square_of(gram, k, "gramian")?;
         if orders.len() != k {
             return Err(format!(
                 "PCGrad: expected {k} task orders (one per task), got {}",
@@ -86,7 +96,7 @@ impl PcGrad {
         }
         let mut rows = Vec::with_capacity(k);
         for (i, order) in orders.iter().enumerate() {
-            check_order(&format!("orders[{i}]"), order, k)?;
+            check_indices(order, k, &format!("orders[{i}]"))?;
             let mut c = vec![0.0; k];
             c[i] = 1.0;
             for &j in order {
@@ -110,17 +120,37 @@ impl PcGrad {
         orders: &[Vec<usize>],
     ) -> Result<Vec<f64>, String> {
         check_rows(rows)?;
-        self.weights_from_gramian(&gramian(rows), orders)
+        self.weights_from_gramian(&gramian(rows)?, orders)
     }
 }
 
-impl Aggregator for PcGrad {
-    /// Draws one random permutation of all tasks per row from `rng`, then returns the weights.
-    fn aggregate(&mut self, rows: &[Vec<f64>], _losses: &[f64]) -> Result<Aggregate, String> {
-        let (k, _) = check_rows(rows)?;
-        let orders: Vec<Vec<usize>> = (0..k).map(|_| self.rng.permutation(k)).collect();
-        Ok(Aggregate::Weights(
-            self.aggregate_with_orders(rows, &orders)?,
-        ))
+impl GradientMethod for PcGrad {
+    fn name(&self) -> &str {
+        "pcgrad"
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        check("pcgrad", "eps", self.eps, Rule::NonNegative)
+    }
+
+    fn seed(&mut self, seed: u64) {
+        self.rng = StrategyRng::new(seed);
+    }
+
+    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
+        let gram = step.gramian()?;
+        let orders = self.rng.orders(gram.len());
+        let w = self
+            .weights_from_gramian(&gram, &orders)
+            .map_err(|e| step.fail(e))?;
+        Ok(Aggregate::Weights(w))
+    }
+
+    fn state(&self) -> crate::Result<Vec<(String, Vec<f64>)>> {
+        Ok(vec![("rng".to_string(), self.rng.to_state())])
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> crate::Result<()> {
+        self.rng.load_from(state)
     }
 }

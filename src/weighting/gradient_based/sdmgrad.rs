@@ -1,7 +1,15 @@
 //! SDMGrad: stochastic direction-oriented multi-objective gradient descent.
 
-use super::common::{check_square, check_vector, cross_matrix, mat_vec, pref_or_uniform, uniform};
+use super::method::{Aggregate, GradientMethod, GradientStep};
+use std::collections::HashMap;
+
+use super::method::{lambda_state, two_batches};
+use crate::solvers::matrix::{
+    check_square, check_vector, cross_matrix, mat_vec, pref_or_uniform, uniform,
+};
 use crate::solvers::project_simplex;
+use crate::weighting::hyper::{at_least, check, check_all, Rule};
+use crate::weighting::Needs;
 
 /// SDMGrad: weights of the direction-oriented MGDA problem
 /// `min_{w in simplex} 1/2 ||J (w + lambda_ w~)||^2`, approximated by `n_iter` steps of projected
@@ -58,22 +66,26 @@ impl Default for SdmGrad {
 }
 
 impl SdmGrad {
-    /// Creates the method with the given hyper-parameters, fresh state.
+    /// Creates the method with the given hyper-parameters, fresh state; refused with
+    /// [`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter) outside the ranges
+    /// of the table above.
     pub fn new(
         lr: f64,
         momentum: f64,
         n_iter: usize,
         lambda_: f64,
         pref_vector: Option<Vec<f64>>,
-    ) -> Self {
-        SdmGrad {
+    ) -> crate::Result<Self> {
+        let s = SdmGrad {
             lr,
             momentum,
             n_iter,
             lambda_,
             pref_vector,
             w: None,
-        }
+        };
+        GradientMethod::validate(&s)?;
+        Ok(s)
     }
 
     /// Forgets the inner weights; the next call starts from `1/K`.
@@ -94,27 +106,6 @@ impl SdmGrad {
     /// One call from the cross matrix `a = J_1 J_2^T` (K x K); returns the weights.
     pub fn weights(&mut self, a: &[Vec<f64>]) -> Result<Vec<f64>, String> {
         let k = check_square(a, "SDMGrad cross matrix")?;
-        if !super::common::pos_finite(self.lr) {
-            return Err(format!(
-                "SDMGrad lr must be positive and finite, got {}",
-                self.lr
-            ));
-        }
-        if !(0.0..1.0).contains(&self.momentum) {
-            return Err(format!(
-                "SDMGrad momentum must be in [0, 1), got {}",
-                self.momentum
-            ));
-        }
-        if self.n_iter == 0 {
-            return Err("SDMGrad n_iter must be at least 1, got 0".to_string());
-        }
-        if !super::common::nonneg_finite(self.lambda_) {
-            return Err(format!(
-                "SDMGrad lambda_ must be non-negative and finite, got {}",
-                self.lambda_
-            ));
-        }
         let wt = pref_or_uniform(&self.pref_vector, k)?;
         let mut w = match &self.w {
             Some(w) => {
@@ -164,5 +155,42 @@ impl SdmGrad {
     ) -> Result<Vec<f64>, String> {
         let a = cross_matrix(rows1, rows2)?;
         self.weights(&a)
+    }
+}
+
+impl GradientMethod for SdmGrad {
+    fn name(&self) -> &str {
+        "sdmgrad"
+    }
+
+    fn needs(&self) -> Needs {
+        two_batches()
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        check("sdmgrad", "lr", self.lr, Rule::Positive)?;
+        check("sdmgrad", "momentum", self.momentum, Rule::UnitHalfOpen)?;
+        at_least("sdmgrad", "n_iter", self.n_iter, 1)?;
+        check("sdmgrad", "lambda_", self.lambda_, Rule::NonNegative)?;
+        match &self.pref_vector {
+            Some(p) => check_all("sdmgrad", "pref_vector", p, Rule::Finite),
+            None => Ok(()),
+        }
+    }
+
+    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
+        let w = self
+            .weights(&step.cross_gramian()?)
+            .map_err(|e| step.fail(e))?;
+        Ok(Aggregate::Weights(w))
+    }
+
+    fn state(&self) -> crate::Result<Vec<(String, Vec<f64>)>> {
+        Ok(lambda_state("weights", SdmGrad::state(self)))
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> crate::Result<()> {
+        self.set_state(state.get("weights").cloned());
+        Ok(())
     }
 }

@@ -1,6 +1,9 @@
 //! Trimmed mean, as in torchjd 0.18.0.
 
-use super::rows::{check_rows, Aggregate, Aggregator};
+use super::method::any_source;
+use super::method::{Aggregate, GradientMethod, GradientStep};
+use crate::solvers::matrix::check_rows;
+use crate::weighting::Needs;
 
 /// Coordinate-wise trimmed mean: for every coordinate, drop the `t` largest and `t` smallest task
 /// values and average the remaining `K - 2t`. The result is a direction, not a combination of rows.
@@ -57,8 +60,21 @@ impl TrimmedMean {
     }
 }
 
-impl Aggregator for TrimmedMean {
-    fn aggregate(&mut self, rows: &[Vec<f64>], _losses: &[f64]) -> Result<Aggregate, String> {
-        Ok(Aggregate::Direction(self.direction(rows)?))
+impl GradientMethod for TrimmedMean {
+    fn name(&self) -> &str {
+        "trimmed-mean"
+    }
+
+    /// At least `2 trim_number + 1` tasks.
+    fn needs(&self) -> Needs {
+        Needs {
+            min_tasks: self.trim_number.saturating_mul(2).saturating_add(1),
+            ..any_source()
+        }
+    }
+
+    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
+        let d = TrimmedMean::direction(self, &step.rows()?).map_err(|e| step.fail(e))?;
+        Ok(Aggregate::Direction(d))
     }
 }

@@ -1,9 +1,10 @@
 //! UPGrad: unconflicting projection of gradients.
 
-use super::common::{
-    add_ridge, check_gramian, normalize_by_trace, pref_or_uniform, GramianWeighting,
-};
+use super::method::GramianWeighting;
+use crate::error::Result;
 use crate::solvers::dual_cone_weights;
+use crate::solvers::matrix::{add_ridge, check_gramian, normalize_by_trace, pref_or_uniform};
+use crate::weighting::hyper::{check, check_all, Rule};
 
 /// UPGrad: projects each task gradient onto the dual cone of all task gradients and combines
 /// the projections with the preference weights.
@@ -48,30 +49,57 @@ impl Default for UPGrad {
     }
 }
 
-/// Builds torchjd's regularised Gramian `normalize(G) + reg_eps I`, validating the parameters.
+impl UPGrad {
+    /// UPGrad with the given preference vector (`None`: `1/K`) and regularisation; refused
+    /// with [`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter) outside the
+    /// ranges of the table above.
+    pub fn new(pref_vector: Option<Vec<f64>>, norm_eps: f64, reg_eps: f64) -> Result<Self> {
+        let s = UPGrad {
+            pref_vector,
+            norm_eps,
+            reg_eps,
+        };
+        GramianWeighting::validate(&s)?;
+        Ok(s)
+    }
+}
+
+/// Checks torchjd's regularisation parameters and preference vector (UPGrad, DualProj).
+pub(crate) fn check_regularisation(
+    strategy: &str,
+    pref_vector: &Option<Vec<f64>>,
+    norm_eps: f64,
+    reg_eps: f64,
+) -> Result<()> {
+    if let Some(p) = pref_vector {
+        check_all(strategy, "pref_vector", p, Rule::Finite)?;
+    }
+    check(strategy, "norm_eps", norm_eps, Rule::NonNegative)?;
+    check(strategy, "reg_eps", reg_eps, Rule::Positive)
+}
+
+/// torchjd's regularised Gramian `normalize(G) + reg_eps I`.
 pub(crate) fn regularised_gramian(
     gramian: &[Vec<f64>],
     norm_eps: f64,
     reg_eps: f64,
-) -> Result<Vec<Vec<f64>>, String> {
-    if !super::common::nonneg_finite(norm_eps) {
-        return Err(format!(
-            "norm_eps must be finite and non-negative, got {norm_eps}"
-        ));
-    }
-    if !super::common::pos_finite(reg_eps) {
-        return Err(format!(
-            "reg_eps must be finite and positive, got {reg_eps}"
-        ));
-    }
-    Ok(add_ridge(&normalize_by_trace(gramian, norm_eps), reg_eps))
+) -> Vec<Vec<f64>> {
+    add_ridge(&normalize_by_trace(gramian, norm_eps), reg_eps)
 }
 
 impl GramianWeighting for UPGrad {
-    fn weights(&self, gramian: &[Vec<f64>]) -> Result<Vec<f64>, String> {
+    fn name(&self) -> &str {
+        "upgrad"
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_regularisation("upgrad", &self.pref_vector, self.norm_eps, self.reg_eps)
+    }
+
+    fn weights(&self, gramian: &[Vec<f64>]) -> std::result::Result<Vec<f64>, String> {
         let k = check_gramian(gramian)?;
         let pref = pref_or_uniform(&self.pref_vector, k)?;
-        let h = regularised_gramian(gramian, self.norm_eps, self.reg_eps)?;
+        let h = regularised_gramian(gramian, self.norm_eps, self.reg_eps);
         let mut w = vec![0.0; k];
         let mut u = vec![0.0; k];
         for i in 0..k {

@@ -2,6 +2,7 @@
 
 use super::scalarize::Adam;
 use crate::error::{Error, Result};
+use crate::weighting::hyper::{check, refuse, Rule};
 use crate::weighting::support::solver_error;
 use crate::weighting::{Decision, Needs, StepInput, TaskWeighting, WeightingSetup};
 
@@ -57,12 +58,44 @@ impl Default for AutoLambda {
 }
 
 impl AutoLambda {
-    /// Defaults with the given learning rate of the weights.
-    pub fn with_meta_lr(meta_lr: f64) -> Self {
-        Self {
+    /// Defaults with the given learning rate of the weights; refused with
+    /// [`Error::InvalidHyperParameter`] unless it is finite and `> 0`.
+    pub fn with_meta_lr(meta_lr: f64) -> Result<Self> {
+        Self::new(0.1, meta_lr, None)
+    }
+
+    /// Auto-Lambda with the given starting weight, learning rate and primary tasks (`None`:
+    /// every task); refused with [`Error::InvalidHyperParameter`] unless both numbers are
+    /// finite and `> 0` and `primary`, if given, is not empty. That the primary indices name
+    /// tasks of the model is checked when the trainer is built.
+    pub fn new(initial_weight: f64, meta_lr: f64, primary: Option<Vec<usize>>) -> Result<Self> {
+        let s = Self {
+            initial_weight,
             meta_lr,
+            primary,
             optimizer: Adam::new(meta_lr, 0.0),
             ..Self::default()
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<()> {
+        check(
+            "auto-lambda",
+            "initial_weight",
+            self.initial_weight,
+            Rule::Positive,
+        )?;
+        check("auto-lambda", "meta_lr", self.meta_lr, Rule::Positive)?;
+        match &self.primary {
+            Some(p) if p.is_empty() => Err(refuse(
+                "auto-lambda",
+                "primary",
+                "[]",
+                "a non-empty list of task indices",
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -84,31 +117,26 @@ impl TaskWeighting for AutoLambda {
         }
     }
 
-    fn prepare(&mut self, setup: &WeightingSetup) -> Result<()> {
+    /// The hyper-parameters, and that the primary tasks are tasks of the model.
+    fn check(&self, setup: &WeightingSetup) -> Result<()> {
+        self.validate()?;
         let k = setup.task_names.len();
-        if !(self.initial_weight.is_finite() && self.initial_weight > 0.0) {
-            return Err(Error::config(
-                "AutoLambda::initial_weight",
-                self.initial_weight,
-                "must be > 0",
-            ));
-        }
-        if !(self.meta_lr.is_finite() && self.meta_lr > 0.0) {
-            return Err(Error::config(
-                "AutoLambda::meta_lr",
-                self.meta_lr,
-                "must be > 0",
-            ));
-        }
         if let Some(p) = &self.primary {
-            if p.is_empty() || p.iter().any(|&i| i >= k) {
-                return Err(Error::config(
-                    "AutoLambda::primary",
-                    format!("{p:?}"),
-                    format!("must name at least one of the {k} tasks (indices 0..{k})"),
-                ));
+            if p.iter().any(|&i| i >= k) {
+                return Err(Error::IncompatibleWeighting {
+                    strategy: "auto-lambda".into(),
+                    reason: format!(
+                        "primary tasks {p:?} must be indices of the {k} tasks (0..{k}: {})",
+                        setup.task_names.join(", ")
+                    ),
+                });
             }
         }
+        Ok(())
+    }
+
+    fn prepare(&mut self, setup: &WeightingSetup) -> Result<()> {
+        let k = setup.task_names.len();
         self.weights = vec![self.initial_weight; k];
         self.optimizer = Adam::new(self.meta_lr, 0.0);
         Ok(())
@@ -156,7 +184,7 @@ mod tests {
 
     #[test]
     fn meta_gradient_moves_weights_against_it_and_keeps_them_non_negative() {
-        let mut a = AutoLambda::with_meta_lr(0.05);
+        let mut a = AutoLambda::with_meta_lr(0.05).unwrap();
         let setup = WeightingSetup {
             task_names: vec!["a".into(), "b".into()],
             gradient_source: None,
@@ -172,10 +200,7 @@ mod tests {
             a.meta_gradient(&[0.0, 1.0]).unwrap();
         }
         assert_eq!(a.weights()[1], 0.0);
-        let mut bad = AutoLambda {
-            primary: Some(vec![5]),
-            ..AutoLambda::default()
-        };
-        assert!(bad.prepare(&setup).is_err());
+        let bad = AutoLambda::new(0.1, 0.01, Some(vec![5])).unwrap();
+        assert!(bad.check(&setup).is_err());
     }
 }

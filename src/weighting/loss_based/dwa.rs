@@ -2,6 +2,7 @@
 
 use super::scalarize::{check_finite, check_same_len, softmax, Scalarized};
 use crate::error::Result as CrateResult;
+use crate::weighting::hyper::{check, Rule};
 use crate::weighting::support::solver_error;
 use crate::weighting::{Decision, StepInput, TaskWeighting};
 
@@ -37,13 +38,25 @@ pub struct Dwa {
 
 impl Default for Dwa {
     fn default() -> Self {
-        Self::new(2.0)
+        Self::with_temperature(2.0)
     }
 }
 
 impl Dwa {
-    /// A scalariser with the given temperature and an empty history.
-    pub fn new(temperature: f64) -> Self {
+    /// A scalariser with the given temperature and an empty history; refused with
+    /// [`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter) unless the
+    /// temperature is finite and `> 0`.
+    pub fn new(temperature: f64) -> CrateResult<Self> {
+        let s = Self::with_temperature(temperature);
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> CrateResult<()> {
+        check("dwa", "temperature", self.temperature, Rule::Positive)
+    }
+
+    fn with_temperature(temperature: f64) -> Self {
         Self {
             temperature,
             previous_averages: Vec::new(),
@@ -115,15 +128,9 @@ impl Dwa {
     /// The DWA weights `λ` for `k` tasks from the stored history (all ones before two epochs).
     ///
     /// # Errors
-    /// If the temperature is not strictly positive and finite, the history length differs from
+    /// If the history length differs from
     /// `k`, or a ratio `A(t-1)/A(t-2)` is not finite (e.g. a zero older average).
     pub fn weights(&self, k: usize) -> Result<Vec<f64>, String> {
-        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return Err(format!(
-                "DWA: temperature = {} must be finite and > 0",
-                self.temperature
-            ));
-        }
         let [older, newer] = match self.previous_averages.as_slice() {
             [a, b] => [a, b],
             _ => return Ok(vec![1.0; k]),
@@ -175,6 +182,10 @@ impl Dwa {
 impl TaskWeighting for Dwa {
     fn name(&self) -> &str {
         "dwa"
+    }
+
+    fn check(&self, _setup: &crate::weighting::WeightingSetup) -> CrateResult<()> {
+        self.validate()
     }
 
     fn decide(&mut self, input: &StepInput) -> CrateResult<Decision> {

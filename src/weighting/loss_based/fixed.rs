@@ -1,4 +1,5 @@
 use crate::error::{Error, Result};
+use crate::weighting::hyper::{check_all, refuse, Rule};
 use crate::weighting::{Decision, StepInput, TaskWeighting, WeightingSetup};
 
 /// Fixed, hand-chosen weights: `L = sum_k w_k L_k` with the same `w` at every step.
@@ -14,22 +15,13 @@ pub struct Fixed {
 impl Fixed {
     /// One weight per task, in task order.
     pub fn new(weights: Vec<f64>) -> Result<Self> {
-        if let Some((k, w)) = weights
-            .iter()
-            .enumerate()
-            .find(|(_, w)| !(w.is_finite() && **w >= 0.0))
-        {
-            return Err(Error::config(
-                format!("fixed weight {k}"),
-                w,
-                "must be finite and >= 0",
-            ));
-        }
+        check_all("fixed", "weights", &weights, Rule::NonNegative)?;
         if weights.iter().all(|w| *w == 0.0) {
-            return Err(Error::config(
-                "fixed weights",
+            return Err(refuse(
+                "fixed",
+                "weights",
                 format!("{weights:?}"),
-                "at least one weight must be positive",
+                "positive in at least one entry",
             ));
         }
         Ok(Self { weights })

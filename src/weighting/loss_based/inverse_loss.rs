@@ -1,4 +1,5 @@
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::weighting::hyper::{check, Rule};
 use crate::weighting::{Decision, StepInput, TaskWeighting};
 
 /// How [`InverseLoss`] scales its raw weights `r_k = 1/(L_k + eps)`.
@@ -45,13 +46,7 @@ impl InverseLoss {
 
     /// Sets `eps` (> 0).
     pub fn with_eps(mut self, eps: f64) -> Result<Self> {
-        if !(eps.is_finite() && eps > 0.0) {
-            return Err(Error::config(
-                "InverseLoss eps",
-                eps,
-                "must be finite and > 0",
-            ));
-        }
+        check("inverse-loss", "eps", eps, Rule::Positive)?;
         self.eps = eps;
         Ok(self)
     }

@@ -1,8 +1,9 @@
 //! Shared types and helpers of the loss-based strategies: the [`Scalarized`] result, input
-//! validation, a numerically stable softmax, the small [`Adam`] optimiser used by FAMO, and the
+//! validation, the small [`Adam`] optimiser used by FAMO, and the
 //! bridge between a strategy's own f64 parameters and the trainer's optimiser.
 
 use crate::error::{Error, Result as CrateResult};
+pub use crate::solvers::matrix::{dot, norm, softmax};
 
 /// The output of a scalariser: the scalar loss and its derivative with respect to each task loss.
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -74,25 +75,6 @@ pub fn check_same_len(other: &[f64], losses: &[f64], what: &str) -> Result<(), S
         ));
     }
     check_finite(other, what)
-}
-
-/// Numerically stable softmax: `exp(x_k - max x) / Σ_i exp(x_i - max x)`.
-/// Returns an empty vector for an empty input.
-pub fn softmax(x: &[f64]) -> Vec<f64> {
-    let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let e: Vec<f64> = x.iter().map(|v| (v - m).exp()).collect();
-    let s: f64 = e.iter().sum();
-    e.into_iter().map(|v| v / s).collect()
-}
-
-/// Dot product of two equal-length slices (extra entries of the longer one are ignored).
-pub fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// Euclidean norm.
-pub fn norm(a: &[f64]) -> f64 {
-    dot(a, a).sqrt()
 }
 
 /// Adam (Kingma & Ba 2015) with L2-style weight decay added to the gradient, matching
