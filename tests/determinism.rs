@@ -66,7 +66,7 @@ fn model(case: &str) -> Result<MultiTaskModel> {
                         gate_input_dim: 784,
                     },
                     p,
-                    |e| mlp(e),
+                    mlp,
                 )
             })?,
             32,
