@@ -1,7 +1,7 @@
 //! Bit-identical training on any number of threads: the same seed gives the same parameters
 //! and losses with RAYON_NUM_THREADS = 1, 2 and 4, for a ConvNet (the fused convolution's
-//! weight-gradient sums, at a batch larger and one smaller than the thread count), a
-//! recurrent encoder, MMoE and an MLP. Each run is a child process of this test binary with
+//! weight-gradient sums, at a batch larger and one smaller than the thread count), GRU and
+//! bidirectional LSTM encoders, a Transformer with dropout, MMoE, cross-stitch and an MLP. Each run is a child process of this test binary with
 //! its own thread count.
 
 mod common;
@@ -9,19 +9,41 @@ mod common;
 use std::process::Command;
 
 use candle_core::Device;
-use candle_mtl::architecture::{Mmoe, MmoeConfig};
-use candle_mtl::encoder::{Recurrent, RecurrentConfig};
+use candle_mtl::architecture::{CrossStitch, Mmoe, MmoeConfig};
+use candle_mtl::encoder::{
+    CellKind, Recurrent, RecurrentConfig, TransformerConfig, TransformerEncoder,
+};
 use candle_mtl::params::ParamPath;
 use candle_mtl::prelude::*;
 
 const CHILD: &str = "CANDLE_MTL_DETERMINISM_CASE";
-const CASES: [&str; 5] = ["convnet", "convnet-batch-3", "gru", "mmoe", "mlp"];
+const CASES: [&str; 8] = [
+    "convnet",
+    "convnet-batch-3",
+    "gru",
+    "lstm-bidirectional",
+    "transformer",
+    "mmoe",
+    "cross-stitch",
+    "mlp",
+];
 
 fn mlp(p: &ParamPath) -> Result<Mlp> {
     Mlp::new(
         &MlpConfig {
             input_dim: 784,
             hidden: vec![32],
+            ..Default::default()
+        },
+        p,
+    )
+}
+
+fn small_cnn(p: &ParamPath) -> Result<ConvNet> {
+    ConvNet::new(
+        &ConvNetConfig {
+            channels: vec![4, 8],
+            hidden: 32,
             ..Default::default()
         },
         p,
@@ -57,6 +79,38 @@ fn model(case: &str) -> Result<MultiTaskModel> {
             })?,
             24,
         ),
+        "lstm-bidirectional" => (
+            b.encoder(|p| {
+                Recurrent::new(
+                    &RecurrentConfig {
+                        cell: CellKind::Lstm,
+                        input_dim: 28,
+                        hidden: 12,
+                        bidirectional: true,
+                        ..Default::default()
+                    },
+                    p,
+                )
+            })?,
+            24,
+        ),
+        // With its default dropout (0.1), drawn from the encoder's seeded generator.
+        "transformer" => (
+            b.encoder(|p| {
+                TransformerEncoder::new(
+                    &TransformerConfig {
+                        model_dim: 32,
+                        heads: 4,
+                        layers: 1,
+                        ff_dim: 64,
+                        ..Default::default()
+                    },
+                    p,
+                )
+            })?,
+            32,
+        ),
+        "cross-stitch" => (b.encoder(|p| CrossStitch::new(2, p, small_cnn))?, 32),
         "mmoe" => (
             b.encoder(|p| {
                 Mmoe::new(

@@ -141,7 +141,7 @@ impl Trainer {
             .iter()
             .map(|p| {
                 tensors
-                    .get(&format!("trainer.policy.{}", p.name()))
+                    .get(&policy_key(p.name()))
                     .map(|t| Ok(t.to_dtype(DType::F64)?.to_vec1::<f64>()?))
                     .transpose()
             })
@@ -177,6 +177,18 @@ impl Trainer {
         }
     }
 
+    /// The epoch policies' states, for checkpoints.
+    fn policy_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        self.policies
+            .iter()
+            .map(|p| {
+                let s = p.state();
+                let n = s.len();
+                Ok((policy_key(p.name()), Tensor::from_vec(s, n, &Device::Cpu)?))
+            })
+            .collect()
+    }
+
     /// After a step inside an epoch: the checkpoint [`CheckpointPolicy::every_steps`](super::CheckpointPolicy::every_steps)
     /// asks for, and the rotation of older step checkpoints.
     pub(super) fn checkpoint_if_due(&mut self) -> Result<()> {
@@ -197,6 +209,11 @@ impl Trainer {
         self.save_checkpoint(&path)?;
         checkpoint::rotate_step_checkpoints(&dir, keep)
     }
+}
+
+/// Checkpoint name of an epoch policy's state.
+fn policy_key(name: &str) -> String {
+    format!("trainer.policy.{name}")
 }
 
 /// Every difference in names and shapes between the trainer's parameters and a checkpoint's.

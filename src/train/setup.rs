@@ -39,7 +39,6 @@ impl SetupFacts<'_> {
 
 /// The resolved setup.
 pub(crate) struct Resolved {
-    pub gradient_source: Option<GradientSource>,
     pub losses_after_step: bool,
     pub path: Box<dyn GradientPath>,
     /// What the strategy was prepared for.
@@ -102,14 +101,14 @@ pub(crate) fn resolve(
             SharedJacobian::admits(&facts)?;
             if batches_per_step > 1 && !schedule.is_alternating() {
                 Box::new(CrossBatch {
-                    inner: SharedJacobian,
+                    inner: Box::new(SharedJacobian),
                 })
             } else {
                 Box::new(SharedJacobian)
             }
         }
     };
-    MetaValidated::<Box<dyn GradientPath>>::admits(&facts)?;
+    MetaValidated::admits(&facts)?;
     let path: Box<dyn GradientPath> = match meta_validation {
         Some(validation) => Box::new(MetaValidated::new(inner, validation, meta_seed)),
         None => inner,
@@ -118,49 +117,8 @@ pub(crate) fn resolve(
         weighting.prepare(&weighting_setup)?;
     }
     Ok(Resolved {
-        gradient_source,
         losses_after_step: needs.losses_after_step,
         path,
         weighting_setup,
     })
-}
-
-impl GradientPath for Box<dyn GradientPath> {
-    fn batches(&self) -> usize {
-        self.as_ref().batches()
-    }
-    fn detaches_representation(&self) -> bool {
-        self.as_ref().detaches_representation()
-    }
-    fn consults_strategy(&self) -> bool {
-        self.as_ref().consults_strategy()
-    }
-    fn gradients(
-        &mut self,
-        cx: &mut super::step::StepContext<'_>,
-        batch: &super::StepBatch,
-        extra: &[&super::StepBatch],
-        fwd: &super::step::forward::Forward,
-        losses: &[f64],
-    ) -> Result<super::step::path::PathOutput> {
-        self.as_mut().gradients(cx, batch, extra, fwd, losses)
-    }
-    fn before_apply(
-        &mut self,
-        cx: &mut super::step::StepContext<'_>,
-        batch: &super::StepBatch,
-        grads: &candle_core::backprop::GradStore,
-    ) -> Result<()> {
-        self.as_mut().before_apply(cx, batch, grads)
-    }
-    fn state_tensors(&self) -> Result<Vec<(String, candle_core::Tensor)>> {
-        self.as_ref().state_tensors()
-    }
-    fn load_state_tensors(
-        &mut self,
-        get: &dyn Fn(&str) -> Option<candle_core::Tensor>,
-        path: &std::path::Path,
-    ) -> Result<()> {
-        self.as_mut().load_state_tensors(get, path)
-    }
 }

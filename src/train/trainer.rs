@@ -1,7 +1,7 @@
 //! The built-in trainer: a thin front over the parts in this module (setup, gradient paths,
 //! update pipeline, task schedule, epochs, evaluation, run state, epoch policies).
 
-use candle_core::{Tensor, Var};
+use candle_core::Var;
 
 use super::policy::{self, EpochAction, EpochPolicy, PolicyContext};
 use super::run_state::{derive_seed, RunState};
@@ -42,7 +42,6 @@ pub struct Trainer {
     pub(super) weighting: Box<dyn TaskWeighting>,
     pub(super) optimizer: Optimizer,
     pub(super) config: TrainerConfig,
-    pub(super) gradient_source: Option<GradientSource>,
     pub(super) losses_after_step: bool,
     pub(super) weighting_vars: Vec<(String, Var)>,
     pub(super) path: Box<dyn GradientPath>,
@@ -108,7 +107,6 @@ impl Trainer {
         }
         let schedule = TaskSchedule::new(&config.mode, &model.task_names())?;
         let Resolved {
-            gradient_source,
             losses_after_step,
             path,
             weighting_setup,
@@ -144,7 +142,6 @@ impl Trainer {
             weighting,
             optimizer,
             config,
-            gradient_source,
             losses_after_step,
             weighting_vars,
             path,
@@ -205,7 +202,7 @@ impl Trainer {
 
     /// The gradient source in use (`None` for loss-based strategies).
     pub fn gradient_source(&self) -> Option<GradientSource> {
-        self.gradient_source
+        self.weighting_setup.gradient_source
     }
 
     /// Steps taken so far.
@@ -455,21 +452,6 @@ impl Trainer {
             }
         }
         Ok(stop)
-    }
-
-    /// The epoch policies' states, for checkpoints.
-    pub(super) fn policy_tensors(&self) -> Result<Vec<(String, Tensor)>> {
-        self.policies
-            .iter()
-            .map(|p| {
-                let s = p.state();
-                let n = s.len();
-                Ok((
-                    format!("trainer.policy.{}", p.name()),
-                    Tensor::from_vec(s, n, &candle_core::Device::Cpu)?,
-                ))
-            })
-            .collect()
     }
 }
 

@@ -12,7 +12,7 @@ use candle_core::Var;
 use crate::error::{Error, Result};
 use crate::grad::{GradientStats, TaskGradients};
 use crate::model::MultiTaskModel;
-use crate::weighting::TaskWeighting;
+use crate::weighting::{Decision, StepInput, TaskWeighting};
 
 /// What a gradient path may read and write during one step.
 pub(crate) struct StepContext<'a> {
@@ -65,6 +65,23 @@ impl StepContext<'_> {
         }
         self.stats = Some(stats);
         Ok(())
+    }
+
+    /// The strategy's decision on this step's `losses` and, for gradient-based paths, the
+    /// per-task `gradients` (and those of a second batch).
+    pub fn decide(
+        &mut self,
+        losses: &[f64],
+        gradients: Option<&TaskGradients>,
+        second_gradients: Option<&TaskGradients>,
+    ) -> Result<Decision> {
+        self.weighting.decide(&StepInput {
+            step: self.step,
+            epoch: self.epoch,
+            losses,
+            gradients,
+            second_gradients,
+        })
     }
 
     /// A combined gradient given by the strategy must be finite.

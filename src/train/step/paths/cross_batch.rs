@@ -11,11 +11,11 @@ use crate::train::StepBatch;
 use super::per_task_rows;
 
 /// Wraps a path that reads [`StepContext::second_gradients`].
-pub(crate) struct CrossBatch<P> {
-    pub inner: P,
+pub(crate) struct CrossBatch {
+    pub inner: Box<dyn GradientPath>,
 }
 
-impl<P: GradientPath> GradientPath for CrossBatch<P> {
+impl GradientPath for CrossBatch {
     fn batches(&self) -> usize {
         2
     }

@@ -7,7 +7,7 @@ use crate::train::step::forward::{sum_terms, Forward};
 use crate::train::step::path::{GradientPath, PathOutput};
 use crate::train::step::StepContext;
 use crate::train::StepBatch;
-use crate::weighting::{validate_weights, Decision, StepInput};
+use crate::weighting::{validate_weights, Decision};
 
 /// The strategy sees the losses and gives weights; one backward pass of `sum_k w_k L_k`.
 pub(crate) struct LossWeighted;
@@ -21,14 +21,7 @@ impl GradientPath for LossWeighted {
         fwd: &Forward,
         losses: &[f64],
     ) -> Result<PathOutput> {
-        let input = StepInput {
-            step: cx.step,
-            epoch: cx.epoch,
-            losses,
-            gradients: None,
-            second_gradients: None,
-        };
-        let weights = match cx.weighting.decide(&input)? {
+        let weights = match cx.decide(losses, None, None)? {
             Decision::Weights(w) => w,
             Decision::Direction(_) => {
                 return Err(cx.invalid(

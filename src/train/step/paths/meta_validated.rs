@@ -23,13 +23,13 @@ const RNG_NAME: &str = "trainer.meta_rng";
 
 /// Wraps the path that computes the step's gradients; owns the validation data and the
 /// seeded generator that draws its batches.
-pub(crate) struct MetaValidated<P> {
-    pub inner: P,
+pub(crate) struct MetaValidated {
+    pub inner: Box<dyn GradientPath>,
     validation: TensorDataset,
     rng: ChaCha8Rng,
 }
 
-impl<P> MetaValidated<P> {
+impl MetaValidated {
     /// A validation set exactly when the strategy learns from one; loss-based weighting in
     /// single-input mode only.
     pub fn admits(facts: &SetupFacts<'_>) -> Result<()> {
@@ -55,7 +55,7 @@ impl<P> MetaValidated<P> {
         Ok(())
     }
 
-    pub fn new(inner: P, validation: TensorDataset, seed: u64) -> Self {
+    pub fn new(inner: Box<dyn GradientPath>, validation: TensorDataset, seed: u64) -> Self {
         Self {
             inner,
             validation,
@@ -64,7 +64,7 @@ impl<P> MetaValidated<P> {
     }
 }
 
-impl<P: GradientPath> GradientPath for MetaValidated<P> {
+impl GradientPath for MetaValidated {
     fn batches(&self) -> usize {
         self.inner.batches()
     }
@@ -111,7 +111,7 @@ impl<P: GradientPath> GradientPath for MetaValidated<P> {
     }
 }
 
-impl<P> MetaValidated<P> {
+impl MetaValidated {
     /// d(validation loss after a virtual step with `grads`) / d(task weight), by finite
     /// differences; the parameters are restored before returning, whatever happens.
     fn weight_gradient(

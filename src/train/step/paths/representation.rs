@@ -12,7 +12,7 @@ use crate::train::step::path::{GradientPath, PathOutput};
 use crate::train::step::StepContext;
 use crate::train::StepBatch;
 use crate::weighting::InputMode;
-use crate::weighting::{validate_weights, Decision, StepInput};
+use crate::weighting::{validate_weights, Decision};
 
 /// The representation-Jacobian path.
 pub(crate) struct RepresentationJacobian;
@@ -78,14 +78,7 @@ impl GradientPath for RepresentationJacobian {
             candle_core::Tensor::stack(&rows, 0)?,
         )?;
         cx.check_gradients(&gradients)?;
-        let input = StepInput {
-            step: cx.step,
-            epoch: cx.epoch,
-            losses,
-            gradients: Some(&gradients),
-            second_gradients: None,
-        };
-        let decision = cx.weighting.decide(&input)?;
+        let decision = cx.decide(losses, Some(&gradients), None)?;
         let (head_weights, surrogate) = match &decision {
             Decision::Weights(w) => {
                 validate_weights(cx.weighting.name(), w, k_tasks)?;

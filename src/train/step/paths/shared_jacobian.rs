@@ -11,7 +11,7 @@ use crate::train::step::forward::Forward;
 use crate::train::step::path::{GradientPath, PathOutput};
 use crate::train::step::StepContext;
 use crate::train::StepBatch;
-use crate::weighting::{validate_weights, Decision, StepInput};
+use crate::weighting::{validate_weights, Decision};
 
 /// Per-task backward passes to the shared parameters, then the strategy's combination
 /// (weights of the per-task gradients, or a direction for the shared parameters).
@@ -58,15 +58,9 @@ impl GradientPath for SharedJacobian {
         let gradients = TaskGradients::new(GradientSource::SharedParameters, matrix)?;
         cx.check_gradients(&gradients)?;
         let second = cx.second_gradients.take();
-        let input = StepInput {
-            step: cx.step,
-            epoch: cx.epoch,
-            losses,
-            gradients: Some(&gradients),
-            second_gradients: second.as_ref(),
-        };
+        let decision = cx.decide(losses, Some(&gradients), second.as_ref())?;
         let all_vars = cx.model.params().named_vars();
-        match cx.weighting.decide(&input)? {
+        match decision {
             Decision::Weights(w) => {
                 validate_weights(cx.weighting.name(), &w, cx.active.len())?;
                 Ok(PathOutput {
