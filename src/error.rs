@@ -121,6 +121,11 @@ pub enum Error {
         rule: &'static str,
     },
 
+    /// Pretrained weights do not fit the component they were loaded into (strict mode); the
+    /// report lists every missing, unexpected and mismatched key. Nothing was changed.
+    #[error("pretrained weights do not fit: {0}")]
+    PretrainedMismatch(Box<crate::model::LoadReport>),
+
     /// A weighting strategy returned a decision the trainer cannot apply.
     #[error("weighting strategy '{strategy}' returned an invalid decision: {reason}")]
     InvalidDecision {

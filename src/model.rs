@@ -1,5 +1,10 @@
 //! A multi-task model: one shared encoder and one head per task (hard parameter sharing).
 
+mod pretrained;
+mod saved;
+
+pub use pretrained::{KeyRule, LoadReport, PretrainedOptions, ShapeMismatch};
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -203,12 +208,12 @@ impl MultiTaskModel {
         self.params.is_frozen(name)
     }
 
-    /// The parameters of `component`, named relative to it (`conv0.weight` for the encoder's
-    /// `encoder.conv0.weight`), sorted by name.
+    /// The parameters and buffers of `component`, named relative to it (`conv0.weight` for the
+    /// encoder's `encoder.conv0.weight`), sorted by name.
     fn component_vars(&self, component: &Component) -> Vec<(String, Var)> {
         let prefix = format!("{}.", component.prefix());
         self.params
-            .named_vars()
+            .named_state()
             .into_iter()
             .filter_map(|(n, v)| n.strip_prefix(&prefix).map(|r| (r.to_string(), v)))
             .collect()

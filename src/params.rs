@@ -6,8 +6,21 @@
 //! (so a seed gives the same initial weights on every device) and then moves it to the model's
 //! device. Parameters are registered in a [`VarMap`] under dotted paths such as
 //! `encoder.conv1.weight` or `heads.digit.linear.bias`.
+//!
+//! Besides trainable parameters the store holds *buffers*: tensors that are part of a model's
+//! state but are never trained (batch norm's running mean and variance). They are saved in
+//! checkpoints and components, never given to the optimiser or to gradient strategies.
+//!
+//! Layers from `candle-nn` or `candle-transformers` create their variables through
+//! [`ParamPath::var_builder`], which draws them from the same seeded generator.
 
-use std::collections::HashMap;
+mod init;
+mod var_builder;
+
+use init::sample_init;
+pub use var_builder::{is_buffer_name, BUFFER_NAMES};
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +34,7 @@ use crate::error::{Error, Result};
 /// Owns every trainable parameter of a model, by name.
 pub struct ParamStore {
     varmap: VarMap,
+    buffers: Mutex<BTreeMap<String, Var>>,
     rng: Mutex<ChaCha8Rng>,
     device: Device,
     frozen: Mutex<HashMap<String, Arc<AtomicBool>>>,
@@ -61,6 +75,7 @@ impl ParamStore {
     pub fn new(device: &Device, seed: u64) -> Self {
         Self {
             varmap: VarMap::new(),
+            buffers: Mutex::new(BTreeMap::new()),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
             device: device.clone(),
             frozen: Mutex::new(HashMap::new()),
@@ -142,13 +157,54 @@ impl ParamStore {
             .sum()
     }
 
+    /// Buffers (state that is not trained, such as batch norm's running statistics) as
+    /// `(name, var)`, sorted by name.
+    pub fn named_buffers(&self) -> Vec<(String, Var)> {
+        lock(&self.buffers)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Every tensor of the model's state, parameters and buffers, as `(name, var)` sorted by
+    /// name: what checkpoints and saved models hold.
+    pub fn named_state(&self) -> Vec<(String, Var)> {
+        let mut all = self.named_vars();
+        all.extend(self.named_buffers());
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// The parameter or buffer called `name`, if the store has one.
+    pub fn get(&self, name: &str) -> Option<Var> {
+        if let Some(v) = lock(self.varmap.data()).get(name) {
+            return Some(v.clone());
+        }
+        lock(&self.buffers).get(name).cloned()
+    }
+
+    fn register_buffer(&self, name: String, value: Tensor) -> Result<Var> {
+        let var = Var::from_tensor(&value.to_device(&self.device)?)?;
+        let params = lock(self.varmap.data());
+        let mut buffers = lock(&self.buffers);
+        if params.contains_key(&name) || buffers.contains_key(&name) {
+            return Err(Error::config(
+                "buffer name",
+                &name,
+                "is defined twice; give each layer a distinct path",
+            ));
+        }
+        buffers.insert(name, var.clone());
+        Ok(var)
+    }
+
     fn register(&self, name: String, value: Tensor) -> Result<Param> {
         let var = Var::from_tensor(&value.to_device(&self.device)?)?;
         let mut data = match self.varmap.data().lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if data.contains_key(&name) {
+        if data.contains_key(&name) || lock(&self.buffers).contains_key(&name) {
             return Err(Error::config(
                 "parameter name",
                 &name,
@@ -170,6 +226,11 @@ impl ParamStore {
         })
     }
 
+    /// Runs `f` with the store's seeded generator (the one every initialisation draws from).
+    fn with_rng<T>(&self, f: impl FnOnce(&mut ChaCha8Rng) -> T) -> T {
+        f(&mut lock(&self.rng))
+    }
+
     fn uniform_values(&self, n: usize, bound: f64) -> Vec<f32> {
         let mut rng = match self.rng.lock() {
             Ok(guard) => guard,
@@ -177,6 +238,14 @@ impl ParamStore {
         };
         let bound = bound as f32;
         (0..n).map(|_| rng.random_range(-bound..=bound)).collect()
+    }
+}
+
+/// Locks `m`, going on with the data when another thread panicked while holding it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -244,6 +313,22 @@ impl<'a> ParamPath<'a> {
     pub fn constant(&self, name: &str, shape: &[usize], value: f64) -> Result<Param> {
         let t = (Tensor::ones(shape, DType::F32, &Device::Cpu)? * value)?;
         self.store.register(self.full_name(name), t)
+    }
+
+    /// A parameter initialised following a candle-nn [`Init`](candle_nn::Init) hint
+    /// (constant, uniform, normal or Kaiming), drawn from the store's seeded generator.
+    pub fn init(&self, name: &str, shape: &[usize], init: candle_nn::Init) -> Result<Param> {
+        let values = self.store.with_rng(|rng| sample_init(&init, shape, rng));
+        let t = Tensor::from_vec(values, shape, &Device::Cpu)?;
+        self.store.register(self.full_name(name), t)
+    }
+
+    /// A buffer filled with `value`: model state that is saved and loaded with the
+    /// parameters but never trained (running statistics). The layer updates it with
+    /// [`Var::set`].
+    pub fn buffer(&self, name: &str, shape: &[usize], value: f64) -> Result<Var> {
+        let t = (Tensor::ones(shape, DType::F32, &Device::Cpu)? * value)?;
+        self.store.register_buffer(self.full_name(name), t)
     }
 }
 

@@ -97,7 +97,7 @@ pub fn parameter_digest(model: &MultiTaskModel) -> candle_mtl::Result<String> {
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
     };
-    for (name, var) in model.params().named_vars() {
+    for (name, var) in model.params().named_state() {
         eat(name.as_bytes());
         let values = var
             .as_tensor()

@@ -7,12 +7,14 @@
 mod conv;
 mod mlp;
 mod recurrent;
+mod resnet;
 mod stem;
 mod transformer;
 
 pub use conv::{ConvNet, ConvNetConfig};
 pub use mlp::{Mlp, MlpConfig};
 pub use recurrent::{CellKind, Recurrent, RecurrentConfig, SequenceOutput};
+pub use resnet::{ResNet, ResNetConfig, ResNetStem};
 pub use stem::{ConvStem, InputStem};
 pub use transformer::{TransformerConfig, TransformerEncoder};
 

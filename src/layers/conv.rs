@@ -12,7 +12,9 @@ use crate::params::{Param, ParamPath};
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     weight: Param,
-    bias: Param,
+    bias: Option<Param>,
+    /// Zeros standing in for the bias of a layer without one (the fused op takes a bias).
+    zero_bias: Tensor,
     kernel: usize,
     padding: usize,
     stride: usize,
@@ -43,9 +45,53 @@ impl Conv2d {
             bound,
         )?;
         let bias = path.uniform("bias", &[out_channels], bound)?;
+        Self::from_parts(weight, Some(bias), kernel, padding, stride)
+    }
+
+    /// A convolution without a bias (followed by batch norm, as in ResNets), its weight drawn
+    /// as torchvision initialises ResNet convolutions: Kaiming normal over the fan-out, ReLU
+    /// gain. Parameter: `<path>.weight` only.
+    pub fn without_bias(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        padding: usize,
+        stride: usize,
+        path: &ParamPath,
+    ) -> Result<Self> {
+        if in_channels == 0 || out_channels == 0 || kernel == 0 || stride == 0 {
+            return Err(Error::config(
+                path.full_name("shape"),
+                format!("in={in_channels} out={out_channels} kernel={kernel} stride={stride}"),
+                "channels, kernel and stride must be positive",
+            ));
+        }
+        let init = candle_nn::Init::Kaiming {
+            dist: candle_nn::init::NormalOrUniform::Normal,
+            fan: candle_nn::init::FanInOut::FanOut,
+            non_linearity: candle_nn::init::NonLinearity::ReLU,
+        };
+        let weight = path.init(
+            "weight",
+            &[out_channels, in_channels, kernel, kernel],
+            init,
+        )?;
+        Self::from_parts(weight, None, kernel, padding, stride)
+    }
+
+    fn from_parts(
+        weight: Param,
+        bias: Option<Param>,
+        kernel: usize,
+        padding: usize,
+        stride: usize,
+    ) -> Result<Self> {
+        let out_channels = weight.tensor().dim(0)?;
+        let zero_bias = Tensor::zeros(out_channels, weight.tensor().dtype(), weight.tensor().device())?;
         Ok(Self {
             weight,
             bias,
+            zero_bias,
             kernel,
             padding,
             stride,
@@ -74,6 +120,7 @@ impl Conv2d {
             relu,
             pool,
         };
-        ops::conv2d(xs, self.weight.tensor(), self.bias.tensor(), options)
+        let bias = self.bias.as_ref().map_or(&self.zero_bias, Param::tensor);
+        ops::conv2d(xs, self.weight.tensor(), bias, options)
     }
 }

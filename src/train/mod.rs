@@ -4,7 +4,7 @@ mod builder;
 pub(crate) mod checkpoint;
 mod config;
 mod epoch;
-mod evaluate;
+pub(crate) mod evaluate;
 mod mode;
 mod observer;
 mod policy;

@@ -19,7 +19,7 @@ const RUN_PREFIX: &str = "run.";
 
 impl Trainer {
     /// Writes a checkpoint of the whole run to `path` (atomically: a crash leaves the previous
-    /// file intact): model parameters, the strategy's learned parameters and state, the
+    /// file intact): model parameters and buffers, the strategy's learned parameters and state, the
     /// optimiser's per-parameter state, the counters, the generators, the position inside
     /// the epoch under way and the epoch policies' state; the metadata records the format,
     /// the crate version, the tasks, the strategy, the configuration and the run's
@@ -30,7 +30,7 @@ impl Trainer {
     /// continue the run exactly.
     pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
-        for (name, var) in self.model.params().named_vars() {
+        for (name, var) in self.model.params().named_state() {
             tensors.push((format!("model.{name}"), var.as_tensor().clone()));
         }
         for (name, var) in &self.weighting_vars {
@@ -85,7 +85,7 @@ impl Trainer {
         let mut expected: Vec<(String, Var)> = self
             .model
             .params()
-            .named_vars()
+            .named_state()
             .into_iter()
             .map(|(n, v)| (format!("model.{n}"), v))
             .collect();
