@@ -165,6 +165,11 @@ impl MultiTaskModel {
         if batch_size == 0 {
             return Err(Error::config("batch_size", 0, "must be positive"));
         }
+        let mode = match data {
+            TaskData::Shared(_) => crate::weighting::InputMode::SingleInput,
+            TaskData::PerTask(_) => crate::weighting::InputMode::MultiInput,
+        };
+        crate::train::evaluate::check_data(self, data, mode)?;
         crate::train::evaluate::evaluate(self, data, batch_size)
     }
 }
