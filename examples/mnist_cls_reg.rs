@@ -15,7 +15,7 @@ mod common;
 use std::time::Instant;
 
 use candle_mtl::data::StandardDataset;
-use candle_mtl::data::{load_mnist, ImageDataset};
+use candle_mtl::data::load_mnist;
 use candle_mtl::device::describe;
 use candle_mtl::prelude::*;
 use candle_mtl::train::{CsvLog, JsonlLog};
@@ -23,7 +23,7 @@ use common::runs::{
     apply_checkpoint_flags, number, parameter_digest, resume_if_asked, write_json,
     CHECKPOINT_FLAGS, CHECKPOINT_USAGE, RESUME_FLAG,
 };
-use common::{build_trainer, locate_dataset, main_with, peak_memory_mib, Args};
+use common::{build_trainer, cls_reg_model, locate_dataset, main_with, peak_memory_mib, Args};
 
 const USAGE: &str = "mnist_cls_reg: MNIST digit class + digit value from one shared CNN
 
@@ -46,6 +46,7 @@ USAGE: cargo run --release --example mnist_cls_reg -- [FLAGS]
   --summary-json PATH   write the final per-task metrics, losses and a digest of the parameters
                         as JSON (the same seed gives the same file, on any thread count)
   --timing-json PATH    write samples/s, seconds and peak memory as JSON
+  --save-model PATH     save the trained model (weights and task spec) for the predict example
   --log-dir DIR         write run.jsonl and steps.csv / epochs.csv there (plot them with
                         cargo run --release --example report -- DIR)
 {CHECKPOINTS}";
@@ -54,11 +55,7 @@ fn usage() -> String {
     USAGE.replace("{CHECKPOINTS}", CHECKPOINT_USAGE)
 }
 
-fn dataset(images: &ImageDataset) -> Result<TensorDataset> {
-    TensorDataset::from_images(images, Normalize::mnist())?
-        .with_target("digit", images.labels_tensor()?)?
-        .with_target("value", images.label_values_tensor()?)
-}
+use common::cls_reg_dataset as dataset;
 
 fn run(args: &Args) -> Result<()> {
     let epochs: usize = args.parse_or("epochs", 2, "expected a whole number of epochs")?;
@@ -90,22 +87,7 @@ fn run(args: &Args) -> Result<()> {
         weighting.name()
     );
 
-    let [c, h, w] = mnist.train.image_shape();
-    let encoder_config = ConvNetConfig {
-        in_channels: c,
-        height: h,
-        width: w,
-        ..Default::default()
-    };
-    let model = MultiTaskModel::builder(&device, seed)
-        .encoder(|p| ConvNet::new(&encoder_config, p))?
-        .task(TaskSpec::classification("digit"), |p| {
-            LinearHead::new(128, 10, p)
-        })?
-        .task(TaskSpec::regression("value"), |p| {
-            LinearHead::new(128, 1, p)
-        })?
-        .build()?;
+    let model = cls_reg_model(&device, seed, mnist.train.image_shape())?;
     let mut config = TrainerConfig {
         optimizer,
         batch_size,
@@ -180,6 +162,10 @@ fn run(args: &Args) -> Result<()> {
         peak.map(|m| format!("{m:.0} MiB")).unwrap_or_else(|| "n/a".into()),
     );
 
+    if let Some(path) = args.get("save-model") {
+        trainer.model().save(path)?;
+        println!("model saved to {path} (predict with: cargo run --release --example predict -- --model {path})");
+    }
     if let Some(path) = args.get("summary-json") {
         let train_losses = fit
             .last()
@@ -234,6 +220,7 @@ fn main() {
         "summary-json",
         "timing-json",
         "log-dir",
+        "save-model",
         CHECKPOINT_FLAGS[0],
         CHECKPOINT_FLAGS[1],
     ];

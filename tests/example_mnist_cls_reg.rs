@@ -14,6 +14,7 @@ fn example_trains_on_the_fixture_and_writes_its_summary() {
     };
     let summary = temp_dir("example").join("summary.json");
     let timing = temp_dir("example").join("timing.json");
+    let saved = temp_dir("example").join("model.safetensors");
     let out = Command::new(&bin)
         .arg("--data-dir")
         .arg(fixture_dir())
@@ -30,6 +31,8 @@ fn example_trains_on_the_fixture_and_writes_its_summary() {
         .arg(&summary)
         .arg("--timing-json")
         .arg(&timing)
+        .arg("--save-model")
+        .arg(&saved)
         .output()
         .unwrap();
     let stdout = success_stdout(&out, "mnist_cls_reg");
@@ -54,6 +57,64 @@ fn example_trains_on_the_fixture_and_writes_its_summary() {
         !json.contains("samples_per_second"),
         "timings stay out of the summary"
     );
+
+    // The saved model, loaded by the predict example in another process, reproduces the
+    // trained model's test metrics exactly.
+    let Some(predict) = example_binary("predict") else {
+        eprintln!("skipped: the predict binary was not found next to the test binary");
+        return;
+    };
+    let predicted = temp_dir("example").join("predicted.json");
+    let out = Command::new(&predict)
+        .arg("--model")
+        .arg(&saved)
+        .arg("--data-dir")
+        .arg(fixture_dir())
+        .arg("--summary-json")
+        .arg(&predicted)
+        .output()
+        .unwrap();
+    let stdout = success_stdout(&out, "predict");
+    assert!(stdout.contains("digit:") && stdout.contains("truth:"), "{stdout}");
+    let predicted = std::fs::read_to_string(&predicted).unwrap();
+    for key in ["accuracy", "mae", "mse", "rmse"] {
+        assert_eq!(
+            json_number(&predicted, key),
+            json_number(&json, key),
+            "{key} from the saved model differs from the trained model's\n{stdout}"
+        );
+    }
+    // Only the asked task, and a clear error for one the model does not have.
+    let out = Command::new(&predict)
+        .arg("--model")
+        .arg(&saved)
+        .arg("--data-dir")
+        .arg(fixture_dir())
+        .args(["--tasks", "value", "--show", "3"])
+        .output()
+        .unwrap();
+    let stdout = success_stdout(&out, "predict --tasks value");
+    assert!(stdout.contains("value:") && !stdout.contains("digit:"), "{stdout}");
+    let out = Command::new(&predict)
+        .arg("--model")
+        .arg(&saved)
+        .arg("--data-dir")
+        .arg(fixture_dir())
+        .args(["--tasks", "colour"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("'colour'") && stderr.contains("digit, value"), "{stderr}");
+    // A file that is not a saved model is refused, naming it.
+    let out = Command::new(&predict)
+        .arg("--model")
+        .arg(&summary)
+        .arg("--data-dir")
+        .arg(fixture_dir())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("summary.json"), "{stderr}");
 }
 
 #[test]

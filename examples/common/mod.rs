@@ -123,6 +123,35 @@ pub fn locate_dataset(
     }
 }
 
+/// Digit class ("digit") and digit value ("value") targets over MNIST-normalised images.
+pub fn cls_reg_dataset(images: &ImageDataset) -> candle_mtl::Result<TensorDataset> {
+    TensorDataset::from_images(images, Normalize::mnist())?
+        .with_target("digit", images.labels_tensor()?)?
+        .with_target("value", images.label_values_tensor()?)
+}
+
+/// The `mnist_cls_reg` model: the seed CNN with a 10-class head ("digit") and a regression
+/// head ("value"), for images of shape `[c, h, w]`. The `predict` example rebuilds it to load
+/// saved weights into.
+pub fn cls_reg_model(
+    device: &candle_core::Device,
+    seed: u64,
+    [c, h, w]: [usize; 3],
+) -> candle_mtl::Result<MultiTaskModel> {
+    use candle_mtl::prelude::*;
+    let encoder_config = ConvNetConfig {
+        in_channels: c,
+        height: h,
+        width: w,
+        ..Default::default()
+    };
+    MultiTaskModel::builder(device, seed)
+        .encoder(|p| ConvNet::new(&encoder_config, p))?
+        .task(TaskSpec::classification("digit"), |p| LinearHead::new(128, 10, p))?
+        .task(TaskSpec::regression("value"), |p| LinearHead::new(128, 1, p))?
+        .build()
+}
+
 /// Peak resident memory of this process in MiB (Linux), if known.
 pub fn peak_memory_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
