@@ -1,6 +1,7 @@
 use candle_core::{DType, Tensor, Var};
 
 use crate::error::{Error, Result};
+use crate::ops;
 use crate::params::{Param, ParamPath};
 
 /// Batch normalisation over the channels of `(N, C, H, W)` (or `(N, C)`) inputs, as PyTorch's
@@ -11,7 +12,8 @@ use crate::params::{Param, ParamPath};
 /// Parameters `<path>.weight` (ones) and `<path>.bias` (zeros); buffers
 /// `<path>.running_mean` (zeros) and `<path>.running_var` (ones), saved with the model and
 /// never trained. While the layer's weight is frozen it behaves as in evaluation (a fixed
-/// affine map, its running statistics unchanged), as a frozen layer should.
+/// affine map, its running statistics unchanged), as a frozen layer should. On the CPU it
+/// runs as one fused op ([`ops::batch_norm`]).
 #[derive(Debug, Clone)]
 pub struct BatchNorm2d {
     weight: Param,
@@ -64,31 +66,28 @@ impl BatchNorm2d {
                 self.channels
             )));
         }
-        let mut shape = vec![1usize; dims.len()];
-        shape[1] = self.channels;
-        let reduce: Vec<usize> = (0..dims.len()).filter(|d| *d != 1).collect();
-        let per_channel = dims.iter().enumerate().filter(|(d, _)| *d != 1).map(|(_, n)| n).product::<usize>();
-        let (mean, var) = if train && !self.weight.is_frozen() {
+        let per_channel: usize = dims
+            .iter()
+            .enumerate()
+            .filter(|(d, _)| *d != 1)
+            .map(|(_, n)| n)
+            .product();
+        if train && !self.weight.is_frozen() {
             if per_channel < 2 {
                 return Err(Error::DataMismatch(format!(
                     "batch norm in training needs more than one value per channel, got an input of shape {dims:?}"
                 )));
             }
-            let mean = xs.mean_keepdim(reduce.as_slice())?;
-            let centred = xs.broadcast_sub(&mean)?;
-            let var = centred.sqr()?.mean_keepdim(reduce.as_slice())?;
-            self.update_running(&mean, &var, per_channel)?;
-            (mean, var)
+            let (ys, stats) = ops::batch_norm(xs, self.weight.tensor(), self.bias.tensor(), None, self.eps)?;
+            if let Some((mean, var)) = stats {
+                self.update_running(&mean, &var, per_channel)?;
+            }
+            Ok(ys)
         } else {
-            (
-                self.running_mean.as_tensor().reshape(shape.as_slice())?,
-                self.running_var.as_tensor().reshape(shape.as_slice())?,
-            )
-        };
-        let inv_std = (var + self.eps)?.sqrt()?.recip()?;
-        let scale = inv_std.broadcast_mul(&self.weight.tensor().reshape(shape.as_slice())?)?;
-        let shift = self.bias.tensor().reshape(shape.as_slice())?;
-        Ok(xs.broadcast_sub(&mean)?.broadcast_mul(&scale)?.broadcast_add(&shift)?)
+            let running = (self.running_mean.as_tensor(), self.running_var.as_tensor());
+            let (ys, _) = ops::batch_norm(xs, self.weight.tensor(), self.bias.tensor(), Some(running), self.eps)?;
+            Ok(ys)
+        }
     }
 
     fn update_running(&self, mean: &Tensor, var: &Tensor, n: usize) -> Result<()> {

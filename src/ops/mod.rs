@@ -19,6 +19,7 @@
 //! model written with them works everywhere. The crate's Adam has a fused CPU update too
 //! ([`crate::optim`]). Measurements: `docs/performance.md`.
 
+mod batch_norm;
 mod buffers;
 mod conv2d;
 mod cpu;
@@ -210,6 +211,95 @@ pub fn linear(xs: &Tensor, weight: &Tensor, bias: &Tensor, relu: bool) -> Result
     Ok(xs
         .contiguous()?
         .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?)
+}
+
+/// Batch normalisation of `xs` `(N, C, ...)` with per-channel `weight` and `bias` `(C)`:
+/// with `running = None` by the batch's own statistics (returned, mean and biased variance,
+/// for the caller's running averages), else by the given `(mean, var)`. On the CPU in f32 one
+/// fused op (forward one pass, backward two, per-channel sums in index order in f64);
+/// elsewhere candle's elementwise ops.
+pub fn batch_norm(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    running: Option<(&Tensor, &Tensor)>,
+    eps: f64,
+) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
+    let dims = xs.dims().to_vec();
+    let c = weight.elem_count();
+    if dims.len() < 2 || dims[1] != c || bias.elem_count() != c {
+        return Err(Error::DataMismatch(format!(
+            "batch norm: input {dims:?}, weight {:?}, bias {:?}: the input's dimension 1 must be the channels",
+            weight.dims(),
+            bias.dims()
+        )));
+    }
+    let n = dims[0];
+    let plane: usize = dims[2..].iter().product();
+    if !use_fast_path(&[xs, weight, bias]) {
+        return reference_batch_norm(xs, weight, bias, running, eps);
+    }
+    let xs = xs.contiguous()?;
+    let (mean, var, batch_statistics) = match running {
+        Some((m, v)) => (m.to_vec1::<f32>()?, v.to_vec1::<f32>()?, false),
+        None => {
+            let x = cpu::CpuSlice::new(&xs, "batch norm input")?;
+            let (m, v) = batch_norm::channel_statistics(x.as_slice(), n, c, plane);
+            (m, v, true)
+        }
+    };
+    let inv_std = var.iter().map(|v| (1.0 / (f64::from(*v) + eps).sqrt()) as f32).collect();
+    let stats = if batch_statistics {
+        Some((
+            Tensor::from_slice(&mean, c, &Device::Cpu)?,
+            Tensor::from_slice(&var, c, &Device::Cpu)?,
+        ))
+    } else {
+        None
+    };
+    let op = batch_norm::BatchNormOp {
+        n,
+        c,
+        plane,
+        mean,
+        inv_std,
+        batch_statistics,
+    };
+    let ys = xs.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
+    Ok((ys, stats))
+}
+
+/// [`batch_norm`] with candle's elementwise ops (other devices and dtypes; the reference the
+/// fused op is tested against).
+fn reference_batch_norm(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    running: Option<(&Tensor, &Tensor)>,
+    eps: f64,
+) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
+    let dims = xs.dims();
+    let mut shape = vec![1usize; dims.len()];
+    shape[1] = weight.elem_count();
+    let (mean, var, stats) = match running {
+        Some((m, v)) => (m.reshape(shape.as_slice())?, v.reshape(shape.as_slice())?, None),
+        None => {
+            let reduce: Vec<usize> = (0..dims.len()).filter(|d| *d != 1).collect();
+            let mean = xs.mean_keepdim(reduce.as_slice())?;
+            let var = xs.broadcast_sub(&mean)?.sqr()?.mean_keepdim(reduce.as_slice())?;
+            let stats = Some((mean.detach().flatten_all()?, var.detach().flatten_all()?));
+            (mean, var, stats)
+        }
+    };
+    let scale = (var + eps)?
+        .sqrt()?
+        .recip()?
+        .broadcast_mul(&weight.reshape(shape.as_slice())?)?;
+    let ys = xs
+        .broadcast_sub(&mean)?
+        .broadcast_mul(&scale)?
+        .broadcast_add(&bias.reshape(shape.as_slice())?)?;
+    Ok((ys, stats))
 }
 
 /// Max pooling over `kernel x kernel` windows every `stride` pixels, no padding: input

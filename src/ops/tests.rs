@@ -5,7 +5,7 @@ use candle_core::{Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{conv2d, linear, max_pool2d, ConvOptions};
+use super::{batch_norm, conv2d, linear, max_pool2d, reference_batch_norm, ConvOptions};
 use crate::error::Result;
 
 fn random(rng: &mut ChaCha8Rng, dims: &[usize]) -> Result<Tensor> {
@@ -460,6 +460,40 @@ fn recomputed_patches_give_the_cached_gradients() -> Result<()> {
     }
     for (cached, recomputed) in grads[0].iter().zip(&grads[1]) {
         assert_close(recomputed, cached, "recomputed patches")?;
+    }
+    Ok(())
+}
+
+#[test]
+fn batch_norm_matches_candle_with_batch_and_running_statistics() -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for dims in [vec![4usize, 3, 5, 7], vec![2, 5, 1, 1], vec![6, 4]] {
+        let c = dims[1];
+        let x = Var::from_tensor(&random(&mut rng, &dims)?.affine(3.0, 0.5)?)?;
+        let w = Var::from_tensor(&(random(&mut rng, &[c])? + 1.5)?)?;
+        let b = Var::from_tensor(&random(&mut rng, &[c])?)?;
+        let r = random(&mut rng, &dims)?;
+        let rm = random(&mut rng, &[c])?;
+        let rv = (random(&mut rng, &[c])?.abs()? + 0.5)?;
+        for running in [None, Some((&rm, &rv))] {
+            let what = format!("{dims:?}, running statistics {}", running.is_some());
+            let (fast, fast_stats) = batch_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), running, 1e-5)?;
+            let (slow, slow_stats) = reference_batch_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), running, 1e-5)?;
+            assert_close(&fast, &slow, &format!("{what}: output"))?;
+            assert_eq!(fast_stats.is_some(), slow_stats.is_some());
+            if let (Some((fm, fv)), Some((sm, sv))) = (fast_stats, slow_stats) {
+                assert_close(&fm, &sm, &format!("{what}: mean"))?;
+                assert_close(&fv, &sv, &format!("{what}: variance"))?;
+            }
+            let gf = (fast * &r)?.sum_all()?.backward()?;
+            let gs = (slow * &r)?.sum_all()?.backward()?;
+            for (var, name) in [(&x, "input"), (&w, "weight"), (&b, "bias")] {
+                let (Some(a), Some(e)) = (gf.get(var), gs.get(var)) else {
+                    panic!("{what}: no gradient for the {name}");
+                };
+                assert_close(a, e, &format!("{what}: {name} gradient"))?;
+            }
+        }
     }
     Ok(())
 }
