@@ -14,8 +14,8 @@ mod common;
 
 use std::time::Instant;
 
-use candle_mtl::data::StandardDataset;
 use candle_mtl::data::load_mnist;
+use candle_mtl::data::StandardDataset;
 use candle_mtl::device::describe;
 use candle_mtl::prelude::*;
 use candle_mtl::train::{CsvLog, JsonlLog};

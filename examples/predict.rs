@@ -28,9 +28,13 @@ USAGE: cargo run --release --example predict -- --model PATH [FLAGS]
   --summary-json PATH   write the test metrics as JSON (the keys of mnist_cls_reg's summary)";
 
 fn run(args: &Args) -> Result<()> {
-    let model_path = args
-        .get("model")
-        .ok_or_else(|| Error::config("--model", "missing", "give the file saved by mnist_cls_reg --save-model"))?;
+    let model_path = args.get("model").ok_or_else(|| {
+        Error::config(
+            "--model",
+            "missing",
+            "give the file saved by mnist_cls_reg --save-model",
+        )
+    })?;
     let show: usize = args.parse_or("show", 8, "expected a whole number")?;
     let batch_size: usize = args.parse_or("batch-size", 256, "expected a whole number >= 1")?;
     let (dir, how) = locate_dataset(
@@ -62,9 +66,17 @@ fn run(args: &Args) -> Result<()> {
         let labels = mnist.test.labels();
         for (task, pred) in &predictions {
             let shown: Vec<String> = if task == "digit" {
-                pred.argmax(1)?.to_vec1::<u32>()?.iter().map(u32::to_string).collect()
+                pred.argmax(1)?
+                    .to_vec1::<u32>()?
+                    .iter()
+                    .map(u32::to_string)
+                    .collect()
             } else {
-                pred.flatten_all()?.to_vec1::<f32>()?.iter().map(|v| format!("{v:.2}")).collect()
+                pred.flatten_all()?
+                    .to_vec1::<f32>()?
+                    .iter()
+                    .map(|v| format!("{v:.2}"))
+                    .collect()
             };
             println!("{task:>6}: {}", shown.join(" "));
         }
@@ -73,7 +85,11 @@ fn run(args: &Args) -> Result<()> {
     }
 
     let eval = model.evaluate(TaskData::Shared(&test), batch_size)?;
-    let get = |task: &str, m: Metric| eval.task(task).and_then(|t| t.metric(m)).unwrap_or(f64::NAN);
+    let get = |task: &str, m: Metric| {
+        eval.task(task)
+            .and_then(|t| t.metric(m))
+            .unwrap_or(f64::NAN)
+    };
     println!(
         "test | digit accuracy {:.2}% | value MAE {:.3} RMSE {:.3} MSE {:.3}",
         100.0 * get("digit", Metric::Accuracy),
@@ -105,7 +121,14 @@ fn main() {
     main_with(
         USAGE,
         &[],
-        &["model", "data-dir", "tasks", "show", "batch-size", "summary-json"],
+        &[
+            "model",
+            "data-dir",
+            "tasks",
+            "show",
+            "batch-size",
+            "summary-json",
+        ],
         run,
     );
 }

@@ -103,7 +103,12 @@ fn trainer(m: MultiTaskModel, strategy: &str) -> Trainer {
 #[test]
 fn candle_nn_layers_are_ordinary_parameters() {
     let m = model(1);
-    let names: Vec<String> = m.params().named_vars().into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = m
+        .params()
+        .named_vars()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert_eq!(
         names,
         [
@@ -135,7 +140,8 @@ fn trains_with_a_gradient_based_strategy_and_learns() {
         Some(candle_mtl::weighting::GradientSource::SharedParameters)
     );
     let before = t.evaluate(TaskData::Shared(&test)).unwrap();
-    t.fit(TaskData::Shared(&train), None, 3, &mut |_| Ok(())).unwrap();
+    t.fit(TaskData::Shared(&train), None, 3, &mut |_| Ok(()))
+        .unwrap();
     let after = t.evaluate(TaskData::Shared(&test)).unwrap();
     let acc = |r: &candle_mtl::train::EvalReport| r.tasks[0].metrics[0].1;
     assert!(
@@ -156,11 +162,22 @@ fn freezing_reaches_candle_nn_layers() {
     let heads_before = values(&m, "heads");
     // A gradient-based strategy sees that nothing shared is left to compare.
     let mut refused = trainer(model_frozen(), "mgda");
-    assert!(refused.fit(TaskData::Shared(&train), None, 1, &mut |_| Ok(())).is_err());
+    assert!(refused
+        .fit(TaskData::Shared(&train), None, 1, &mut |_| Ok(()))
+        .is_err());
     let mut t = trainer(m, "equal");
-    t.fit(TaskData::Shared(&train), None, 1, &mut |_| Ok(())).unwrap();
-    assert_eq!(values(t.model(), "encoder"), encoder_before, "a frozen layer moved");
-    assert_ne!(values(t.model(), "heads"), heads_before, "the heads did not train");
+    t.fit(TaskData::Shared(&train), None, 1, &mut |_| Ok(()))
+        .unwrap();
+    assert_eq!(
+        values(t.model(), "encoder"),
+        encoder_before,
+        "a frozen layer moved"
+    );
+    assert_ne!(
+        values(t.model(), "heads"),
+        heads_before,
+        "the heads did not train"
+    );
     // One layer of the encoder, by its layer group.
     let m = model(1);
     assert_eq!(m.freeze(&Component::EncoderLayer("fc1".into())).unwrap(), 2);
@@ -168,7 +185,8 @@ fn freezing_reaches_candle_nn_layers() {
     let fc2 = values(&m, "encoder.fc2");
     let mut t = trainer(m, "mgda");
     assert_eq!(t.model().trainable_shared_vars().len(), 2);
-    t.fit(TaskData::Shared(&train), None, 1, &mut |_| Ok(())).unwrap();
+    t.fit(TaskData::Shared(&train), None, 1, &mut |_| Ok(()))
+        .unwrap();
     assert_eq!(values(t.model(), "encoder.fc1"), fc1);
     assert_ne!(values(t.model(), "encoder.fc2"), fc2);
 }
@@ -178,15 +196,21 @@ fn checkpoints_resume_exactly() {
     let mnist = fixture();
     let train = cls_reg_dataset(&mnist.train);
     let mut straight = trainer(model(4), "cagrad");
-    straight.fit(TaskData::Shared(&train), None, 2, &mut |_| Ok(())).unwrap();
+    straight
+        .fit(TaskData::Shared(&train), None, 2, &mut |_| Ok(()))
+        .unwrap();
 
     let path = temp_dir("candle-nn-resume").join("ckpt.safetensors");
     let mut first = trainer(model(4), "cagrad");
-    first.fit(TaskData::Shared(&train), None, 1, &mut |_| Ok(())).unwrap();
+    first
+        .fit(TaskData::Shared(&train), None, 1, &mut |_| Ok(()))
+        .unwrap();
     first.save_checkpoint(&path).unwrap();
     drop(first);
     let mut resumed = trainer(model(4), "cagrad");
     resumed.load_checkpoint(&path).unwrap();
-    resumed.fit(TaskData::Shared(&train), None, 1, &mut |_| Ok(())).unwrap();
+    resumed
+        .fit(TaskData::Shared(&train), None, 1, &mut |_| Ok(()))
+        .unwrap();
     assert_eq!(values(straight.model(), ""), values(resumed.model(), ""));
 }

@@ -221,3 +221,80 @@ fn fit_keeps_the_last_checkpoints_and_the_best() {
     restored.load_checkpoint(policy.best_path()).unwrap();
     assert_eq!(restored.epochs_done(), best_epoch + 1);
 }
+
+/// Batch norm statistics are buffers: saved in checkpoints and restored on resume, so the
+/// resumed model evaluates exactly as the uninterrupted one.
+#[test]
+fn buffers_are_checkpointed_and_resumed() {
+    use candle_mtl::encoder::{ResNet, ResNetConfig};
+    let mnist = fixture();
+    let data = cls_reg_dataset(&mnist.train.take(128));
+    let resnet = || {
+        MultiTaskModel::builder(&Device::Cpu, 2)
+            .encoder(|p| ResNet::new(&ResNetConfig::small(1, 2), p))
+            .and_then(|b| {
+                b.task(TaskSpec::classification("digit"), |p| {
+                    LinearHead::new(16, 10, p)
+                })
+            })
+            .and_then(|b| b.task(TaskSpec::regression("value"), |p| LinearHead::new(16, 1, p)))
+            .and_then(|b| b.build())
+            .unwrap()
+    };
+    let make = || {
+        let config = TrainerConfig {
+            batch_size: 32,
+            seed: 1,
+            ..Default::default()
+        };
+        Trainer::new(resnet(), by_name("equal").unwrap(), config).unwrap()
+    };
+    let state = |t: &Trainer| -> Vec<(String, Vec<f32>)> {
+        t.model()
+            .params()
+            .named_state()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.clone(),
+                    v.as_tensor().flatten_all().unwrap().to_vec1().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let mut straight = make();
+    straight
+        .fit(TaskData::Shared(&data), None, 2, &mut |_| Ok(()))
+        .unwrap();
+
+    let path = temp_dir("resume-buffers").join("ckpt.safetensors");
+    let mut first = make();
+    first
+        .fit(TaskData::Shared(&data), None, 1, &mut |_| Ok(()))
+        .unwrap();
+    first.save_checkpoint(&path).unwrap();
+    let buffers = first.model().params().named_buffers();
+    assert!(buffers.iter().any(|(n, _)| n == "encoder.bn1.running_mean"));
+    drop(first);
+    let mut resumed = make();
+    resumed.load_checkpoint(&path).unwrap();
+    resumed
+        .fit(TaskData::Shared(&data), None, 1, &mut |_| Ok(()))
+        .unwrap();
+    assert_eq!(
+        state(&straight),
+        state(&resumed),
+        "parameters or buffers differ after resume"
+    );
+    let names: Vec<String> = straight
+        .model()
+        .params()
+        .named_vars()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.contains("running_")),
+        "statistics are not parameters"
+    );
+}

@@ -1,8 +1,9 @@
 //! Bit-identical training on any number of threads: the same seed gives the same parameters
 //! and losses with RAYON_NUM_THREADS = 1, 2 and 4, for a ConvNet (the fused convolution's
 //! weight-gradient sums, at a batch larger and one smaller than the thread count), GRU and
-//! bidirectional LSTM encoders, a Transformer with dropout, MMoE, cross-stitch and an MLP. Each run is a child process of this test binary with
-//! its own thread count.
+//! bidirectional LSTM encoders, a Transformer with dropout, a ResNet (batch norm statistics
+//! included), MMoE, cross-stitch and an MLP. Each run is a child process of this test binary
+//! with its own thread count.
 
 mod common;
 
@@ -11,14 +12,16 @@ use std::process::Command;
 use candle_core::Device;
 use candle_mtl::architecture::{CrossStitch, Mmoe, MmoeConfig};
 use candle_mtl::encoder::{
-    CellKind, Recurrent, RecurrentConfig, TransformerConfig, TransformerEncoder,
+    CellKind, Recurrent, RecurrentConfig, ResNet, ResNetConfig, TransformerConfig,
+    TransformerEncoder,
 };
 use candle_mtl::params::ParamPath;
 use candle_mtl::prelude::*;
 
 const CHILD: &str = "CANDLE_MTL_DETERMINISM_CASE";
-const CASES: [&str; 8] = [
+const CASES: [&str; 9] = [
     "convnet",
+    "resnet",
     "convnet-batch-3",
     "gru",
     "lstm-bidirectional",
@@ -111,6 +114,11 @@ fn model(case: &str) -> Result<MultiTaskModel> {
             32,
         ),
         "cross-stitch" => (b.encoder(|p| CrossStitch::new(2, p, small_cnn))?, 32),
+        // Batch norm (fused op, per-channel sums) and residual blocks.
+        "resnet" => (
+            b.encoder(|p| ResNet::new(&ResNetConfig::small(1, 4), p))?,
+            32,
+        ),
         "mmoe" => (
             b.encoder(|p| {
                 Mmoe::new(
@@ -173,7 +181,8 @@ fn digest(case: &str) -> Result<String> {
             break 'epochs;
         }
     }
-    for (_, var) in trainer.model().params().named_vars() {
+    // Parameters and buffers (batch norm statistics).
+    for (_, var) in trainer.model().params().named_state() {
         for v in var.as_tensor().flatten_all()?.to_vec1::<f32>()? {
             eat(u64::from(v.to_bits()));
         }

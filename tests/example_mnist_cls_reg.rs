@@ -75,7 +75,10 @@ fn example_trains_on_the_fixture_and_writes_its_summary() {
         .output()
         .unwrap();
     let stdout = success_stdout(&out, "predict");
-    assert!(stdout.contains("digit:") && stdout.contains("truth:"), "{stdout}");
+    assert!(
+        stdout.contains("digit:") && stdout.contains("truth:"),
+        "{stdout}"
+    );
     let predicted = std::fs::read_to_string(&predicted).unwrap();
     for key in ["accuracy", "mae", "mse", "rmse"] {
         assert_eq!(
@@ -94,7 +97,10 @@ fn example_trains_on_the_fixture_and_writes_its_summary() {
         .output()
         .unwrap();
     let stdout = success_stdout(&out, "predict --tasks value");
-    assert!(stdout.contains("value:") && !stdout.contains("digit:"), "{stdout}");
+    assert!(
+        stdout.contains("value:") && !stdout.contains("digit:"),
+        "{stdout}"
+    );
     let out = Command::new(&predict)
         .arg("--model")
         .arg(&saved)
@@ -104,7 +110,10 @@ fn example_trains_on_the_fixture_and_writes_its_summary() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("'colour'") && stderr.contains("digit, value"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("'colour'") && stderr.contains("digit, value"),
+        "{stderr}"
+    );
     // A file that is not a saved model is refused, naming it.
     let out = Command::new(&predict)
         .arg("--model")
@@ -114,7 +123,10 @@ fn example_trains_on_the_fixture_and_writes_its_summary() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("summary.json"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("summary.json"),
+        "{stderr}"
+    );
 }
 
 #[test]

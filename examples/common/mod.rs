@@ -147,8 +147,12 @@ pub fn cls_reg_model(
     };
     MultiTaskModel::builder(device, seed)
         .encoder(|p| ConvNet::new(&encoder_config, p))?
-        .task(TaskSpec::classification("digit"), |p| LinearHead::new(128, 10, p))?
-        .task(TaskSpec::regression("value"), |p| LinearHead::new(128, 1, p))?
+        .task(TaskSpec::classification("digit"), |p| {
+            LinearHead::new(128, 10, p)
+        })?
+        .task(TaskSpec::regression("value"), |p| {
+            LinearHead::new(128, 1, p)
+        })?
         .build()
 }
 

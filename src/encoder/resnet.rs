@@ -160,8 +160,12 @@ impl ResNet {
         }
         let w = config.width;
         let conv1 = match config.stem {
-            ResNetStem::ImageNet => Conv2d::without_bias(config.in_channels, w, 7, 3, 2, &path.pp("conv1"))?,
-            ResNetStem::Small => Conv2d::without_bias(config.in_channels, w, 3, 1, 1, &path.pp("conv1"))?,
+            ResNetStem::ImageNet => {
+                Conv2d::without_bias(config.in_channels, w, 7, 3, 2, &path.pp("conv1"))?
+            }
+            ResNetStem::Small => {
+                Conv2d::without_bias(config.in_channels, w, 3, 1, 1, &path.pp("conv1"))?
+            }
         };
         let bn1 = BatchNorm2d::new(w, &path.pp("bn1"))?;
         let mut stages = Vec::with_capacity(4);
@@ -172,7 +176,12 @@ impl ResNet {
             let mut blocks = Vec::with_capacity(n);
             for b in 0..n {
                 let stride = if s > 0 && b == 0 { 2 } else { 1 };
-                blocks.push(BasicBlock::new(in_c, out_c, stride, &stage_path.pp(&b.to_string()))?);
+                blocks.push(BasicBlock::new(
+                    in_c,
+                    out_c,
+                    stride,
+                    &stage_path.pp(&b.to_string()),
+                )?);
                 in_c = out_c;
             }
             stages.push(blocks);
@@ -198,7 +207,10 @@ impl ResNet {
                 )))
             }
         }
-        let mut h = self.bn1.forward_t(&self.conv1.forward(xs)?, train)?.relu()?;
+        let mut h = self
+            .bn1
+            .forward_t(&self.conv1.forward(xs)?, train)?
+            .relu()?;
         if self.stem == ResNetStem::ImageNet {
             // Max pool 3x3, stride 2, padding 1: after ReLU every value is >= 0, so zero
             // padding is the same as PyTorch's -inf padding.
@@ -251,13 +263,24 @@ mod tests {
         ] {
             assert!(names.iter().any(|n| n == expected), "missing {expected}");
         }
-        assert!(!names.iter().any(|n| n.starts_with("encoder.layer1.0.downsample")));
+        assert!(!names
+            .iter()
+            .any(|n| n.starts_with("encoder.layer1.0.downsample")));
         let x = Tensor::randn(0f32, 1., (2, 3, 16, 16), &Device::Cpu)?;
         let y = net.forward_t(&x, true)?;
         assert_eq!(y.dims(), [2, 32]);
         assert_eq!(net.output_dim(), 32);
-        let big = ResNet::new(&ResNetConfig { width: 2, ..ResNetConfig::resnet18() }, &ParamStore::new(&Device::Cpu, 0).path("e"))?;
-        let y = big.features(&Tensor::zeros((1, 3, 64, 64), DType::F32, &Device::Cpu)?, false)?;
+        let big = ResNet::new(
+            &ResNetConfig {
+                width: 2,
+                ..ResNetConfig::resnet18()
+            },
+            &ParamStore::new(&Device::Cpu, 0).path("e"),
+        )?;
+        let y = big.features(
+            &Tensor::zeros((1, 3, 64, 64), DType::F32, &Device::Cpu)?,
+            false,
+        )?;
         assert_eq!(y.dims(), [1, 16, 2, 2], "stride 32 in all");
         Ok(())
     }

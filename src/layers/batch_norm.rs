@@ -32,12 +32,25 @@ impl BatchNorm2d {
     }
 
     /// A layer with the given `eps` (> 0) and `momentum` (in [0, 1]).
-    pub fn with_options(channels: usize, eps: f64, momentum: f64, path: &ParamPath) -> Result<Self> {
+    pub fn with_options(
+        channels: usize,
+        eps: f64,
+        momentum: f64,
+        path: &ParamPath,
+    ) -> Result<Self> {
         if channels == 0 {
-            return Err(Error::config(path.full_name("channels"), 0, "must be positive"));
+            return Err(Error::config(
+                path.full_name("channels"),
+                0,
+                "must be positive",
+            ));
         }
         if !(eps.is_finite() && eps > 0.0) {
-            return Err(Error::config(path.full_name("eps"), eps, "must be finite and > 0"));
+            return Err(Error::config(
+                path.full_name("eps"),
+                eps,
+                "must be finite and > 0",
+            ));
         }
         if !(0.0..=1.0).contains(&momentum) {
             return Err(Error::config(
@@ -78,14 +91,21 @@ impl BatchNorm2d {
                     "batch norm in training needs more than one value per channel, got an input of shape {dims:?}"
                 )));
             }
-            let (ys, stats) = ops::batch_norm(xs, self.weight.tensor(), self.bias.tensor(), None, self.eps)?;
+            let (ys, stats) =
+                ops::batch_norm(xs, self.weight.tensor(), self.bias.tensor(), None, self.eps)?;
             if let Some((mean, var)) = stats {
                 self.update_running(&mean, &var, per_channel)?;
             }
             Ok(ys)
         } else {
             let running = (self.running_mean.as_tensor(), self.running_var.as_tensor());
-            let (ys, _) = ops::batch_norm(xs, self.weight.tensor(), self.bias.tensor(), Some(running), self.eps)?;
+            let (ys, _) = ops::batch_norm(
+                xs,
+                self.weight.tensor(),
+                self.bias.tensor(),
+                Some(running),
+                self.eps,
+            )?;
             Ok(ys)
         }
     }
@@ -97,8 +117,7 @@ impl BatchNorm2d {
         let var = var.detach().flatten_all()?.to_dtype(DType::F32)?;
         let rm = self.running_mean.as_tensor().detach();
         let rv = self.running_var.as_tensor().detach();
-        self.running_mean
-            .set(&((rm * (1.0 - m))? + (mean * m)?)?)?;
+        self.running_mean.set(&((rm * (1.0 - m))? + (mean * m)?)?)?;
         self.running_var
             .set(&((rv * (1.0 - m))? + (var * (m * unbiased))?)?)?;
         Ok(())
@@ -133,14 +152,29 @@ mod tests {
         for ch in &per_channel {
             let mean: f32 = ch.iter().sum::<f32>() / 8.0;
             let var: f32 = ch.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 8.0;
-            assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3, "{mean} {var}");
+            assert!(
+                mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3,
+                "{mean} {var}"
+            );
         }
         // Running mean 0.1 * 3.5, running var 0.9 + 0.1 * unbiased var (6 for 0..8).
-        let rm = store.get("bn.running_mean").map(|v| v.to_vec1::<f32>()).transpose()?;
-        let rv = store.get("bn.running_var").map(|v| v.to_vec1::<f32>()).transpose()?;
+        let rm = store
+            .get("bn.running_mean")
+            .map(|v| v.to_vec1::<f32>())
+            .transpose()?;
+        let rv = store
+            .get("bn.running_var")
+            .map(|v| v.to_vec1::<f32>())
+            .transpose()?;
         let (rm, rv) = (rm.unwrap_or_default(), rv.unwrap_or_default());
-        assert!((rm[0] - 0.35).abs() < 1e-6 && (rm[1] - 3.5).abs() < 1e-5, "{rm:?}");
-        assert!((rv[0] - 1.5).abs() < 1e-5 && (rv[1] - 60.9).abs() < 1e-3, "{rv:?}");
+        assert!(
+            (rm[0] - 0.35).abs() < 1e-6 && (rm[1] - 3.5).abs() < 1e-5,
+            "{rm:?}"
+        );
+        assert!(
+            (rv[0] - 1.5).abs() < 1e-5 && (rv[1] - 60.9).abs() < 1e-3,
+            "{rv:?}"
+        );
         assert_eq!(store.named_vars().len(), 2, "statistics are not parameters");
         // Evaluation uses the running statistics; a frozen layer does too, in training.
         let eval = bn.forward_t(&x, false)?;
@@ -151,8 +185,15 @@ mod tests {
             eval.flatten_all()?.to_vec1::<f32>()?,
             frozen.flatten_all()?.to_vec1::<f32>()?
         );
-        let rm_after = store.get("bn.running_mean").map(|v| v.to_vec1::<f32>()).transpose()?;
-        assert_eq!(rm_after.unwrap_or_default(), rm, "a frozen layer keeps its statistics");
+        let rm_after = store
+            .get("bn.running_mean")
+            .map(|v| v.to_vec1::<f32>())
+            .transpose()?;
+        assert_eq!(
+            rm_after.unwrap_or_default(),
+            rm,
+            "a frozen layer keeps its statistics"
+        );
         Ok(())
     }
 }

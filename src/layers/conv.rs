@@ -71,11 +71,7 @@ impl Conv2d {
             fan: candle_nn::init::FanInOut::FanOut,
             non_linearity: candle_nn::init::NonLinearity::ReLU,
         };
-        let weight = path.init(
-            "weight",
-            &[out_channels, in_channels, kernel, kernel],
-            init,
-        )?;
+        let weight = path.init("weight", &[out_channels, in_channels, kernel, kernel], init)?;
         Self::from_parts(weight, None, kernel, padding, stride)
     }
 
@@ -87,7 +83,11 @@ impl Conv2d {
         stride: usize,
     ) -> Result<Self> {
         let out_channels = weight.tensor().dim(0)?;
-        let zero_bias = Tensor::zeros(out_channels, weight.tensor().dtype(), weight.tensor().device())?;
+        let zero_bias = Tensor::zeros(
+            out_channels,
+            weight.tensor().dtype(),
+            weight.tensor().device(),
+        )?;
         Ok(Self {
             weight,
             bias,

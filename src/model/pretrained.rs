@@ -224,7 +224,10 @@ impl fmt::Display for LoadReport {
             )?;
         }
         for (k, d) in &self.wrong_dtype {
-            write!(f, "\n  dtype: {k} is {d} in the file; only f32, f16, bf16 and f64 convert")?;
+            write!(
+                f,
+                "\n  dtype: {k} is {d} in the file; only f32, f16, bf16 and f64 convert"
+            )?;
         }
         for m in &self.missing {
             write!(f, "\n  missing from the file: {m}")?;
@@ -320,8 +323,15 @@ impl MultiTaskModel {
                     report.missing.push(name.clone());
                     incomplete_layers.insert(layer_of(name).to_string());
                 }
-                Some((key, t)) if !matches!(t.dtype(), DType::F32 | DType::F16 | DType::BF16 | DType::F64) => {
-                    report.wrong_dtype.push((key.clone(), format!("{:?}", t.dtype())));
+                Some((key, t))
+                    if !matches!(
+                        t.dtype(),
+                        DType::F32 | DType::F16 | DType::BF16 | DType::F64
+                    ) =>
+                {
+                    report
+                        .wrong_dtype
+                        .push((key.clone(), format!("{:?}", t.dtype())));
                     incomplete_layers.insert(layer_of(name).to_string());
                 }
                 Some((key, t)) if t.dims() != var.dims() => {
@@ -368,9 +378,17 @@ mod tests {
             .replace(".gamma", ".weight")
             .rename("head.w", "linear.weight")
             .add_prefix("backbone");
-        assert_eq!(o.map_key("module.bn.gamma").as_deref(), Some("backbone.bn.weight"));
-        assert_eq!(o.map_key("head.w").as_deref(), Some("backbone.linear.weight"));
-        let head = PretrainedOptions::strict().select("fc").add_prefix("linear");
+        assert_eq!(
+            o.map_key("module.bn.gamma").as_deref(),
+            Some("backbone.bn.weight")
+        );
+        assert_eq!(
+            o.map_key("head.w").as_deref(),
+            Some("backbone.linear.weight")
+        );
+        let head = PretrainedOptions::strict()
+            .select("fc")
+            .add_prefix("linear");
         assert_eq!(head.map_key("fc.weight").as_deref(), Some("linear.weight"));
         assert_eq!(head.map_key("layer1.0.conv1.weight"), None);
         assert!(o.is_ignored("layer1.0.bn1.num_batches_tracked"));

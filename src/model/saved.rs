@@ -86,7 +86,9 @@ impl MultiTaskModel {
         let state = self.params.named_state();
         for (name, var) in &state {
             match tensors.get(name) {
-                None => differences.push(format!("{name} {:?} is missing from the file", var.dims())),
+                None => {
+                    differences.push(format!("{name} {:?} is missing from the file", var.dims()))
+                }
                 Some(t) if t.dims() != var.dims() => differences.push(format!(
                     "{name}: file {:?}, model {:?}",
                     t.dims(),
@@ -97,17 +99,17 @@ impl MultiTaskModel {
         }
         for (name, t) in &tensors {
             if !state.iter().any(|(n, _)| n == name) {
-                differences.push(format!("{name} {:?} is in the file but not in the model", t.dims()));
+                differences.push(format!(
+                    "{name} {:?} is in the file but not in the model",
+                    t.dims()
+                ));
             }
         }
         if !differences.is_empty() {
             differences.sort();
             return Err(Error::malformed(
                 path,
-                format!(
-                    "does not match this model:\n  {}",
-                    differences.join("\n  ")
-                ),
+                format!("does not match this model:\n  {}", differences.join("\n  ")),
             ));
         }
         for (name, var) in &state {
@@ -132,7 +134,10 @@ impl MultiTaskModel {
                         Error::config(
                             "task",
                             format!("'{name}'"),
-                            format!("is not a task of this model (tasks: {})", self.task_names().join(", ")),
+                            format!(
+                                "is not a task of this model (tasks: {})",
+                                self.task_names().join(", ")
+                            ),
                         )
                     })
                 })

@@ -14,14 +14,24 @@ use super::cpu::{gradient_tensor, storage_f32, CpuSlice};
 
 /// Per-channel mean and biased variance of `x` laid out `(N, C, plane)`, summed in f64 in
 /// index order.
-pub(crate) fn channel_statistics(x: &[f32], n: usize, c: usize, plane: usize) -> (Vec<f32>, Vec<f32>) {
+pub(crate) fn channel_statistics(
+    x: &[f32],
+    n: usize,
+    c: usize,
+    plane: usize,
+) -> (Vec<f32>, Vec<f32>) {
     let m = (n * plane) as f64;
     (0..c)
         .into_par_iter()
         .map(|ch| {
-            let values = || (0..n).flat_map(move |i| x[(i * c + ch) * plane..(i * c + ch + 1) * plane].iter());
+            let values = || {
+                (0..n).flat_map(move |i| x[(i * c + ch) * plane..(i * c + ch + 1) * plane].iter())
+            };
             let mean = values().map(|&v| f64::from(v)).sum::<f64>() / m;
-            let var = values().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / m;
+            let var = values()
+                .map(|&v| (f64::from(v) - mean).powi(2))
+                .sum::<f64>()
+                / m;
             (mean as f32, var as f32)
         })
         .unzip()

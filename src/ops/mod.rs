@@ -248,7 +248,10 @@ pub fn batch_norm(
             (m, v, true)
         }
     };
-    let inv_std = var.iter().map(|v| (1.0 / (f64::from(*v) + eps).sqrt()) as f32).collect();
+    let inv_std = var
+        .iter()
+        .map(|v| (1.0 / (f64::from(*v) + eps).sqrt()) as f32)
+        .collect();
     let stats = if batch_statistics {
         Some((
             Tensor::from_slice(&mean, c, &Device::Cpu)?,
@@ -282,11 +285,18 @@ fn reference_batch_norm(
     let mut shape = vec![1usize; dims.len()];
     shape[1] = weight.elem_count();
     let (mean, var, stats) = match running {
-        Some((m, v)) => (m.reshape(shape.as_slice())?, v.reshape(shape.as_slice())?, None),
+        Some((m, v)) => (
+            m.reshape(shape.as_slice())?,
+            v.reshape(shape.as_slice())?,
+            None,
+        ),
         None => {
             let reduce: Vec<usize> = (0..dims.len()).filter(|d| *d != 1).collect();
             let mean = xs.mean_keepdim(reduce.as_slice())?;
-            let var = xs.broadcast_sub(&mean)?.sqr()?.mean_keepdim(reduce.as_slice())?;
+            let var = xs
+                .broadcast_sub(&mean)?
+                .sqr()?
+                .mean_keepdim(reduce.as_slice())?;
             let stats = Some((mean.detach().flatten_all()?, var.detach().flatten_all()?));
             (mean, var, stats)
         }

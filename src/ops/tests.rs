@@ -477,8 +477,10 @@ fn batch_norm_matches_candle_with_batch_and_running_statistics() -> Result<()> {
         let rv = (random(&mut rng, &[c])?.abs()? + 0.5)?;
         for running in [None, Some((&rm, &rv))] {
             let what = format!("{dims:?}, running statistics {}", running.is_some());
-            let (fast, fast_stats) = batch_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), running, 1e-5)?;
-            let (slow, slow_stats) = reference_batch_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), running, 1e-5)?;
+            let (fast, fast_stats) =
+                batch_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), running, 1e-5)?;
+            let (slow, slow_stats) =
+                reference_batch_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), running, 1e-5)?;
             assert_close(&fast, &slow, &format!("{what}: output"))?;
             assert_eq!(fast_stats.is_some(), slow_stats.is_some());
             if let (Some((fm, fv)), Some((sm, sv))) = (fast_stats, slow_stats) {

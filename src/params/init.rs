@@ -78,7 +78,11 @@ mod tests {
     fn moments(v: &[f32]) -> (f64, f64) {
         let n = v.len() as f64;
         let mean = v.iter().map(|x| f64::from(*x)).sum::<f64>() / n;
-        let var = v.iter().map(|x| (f64::from(*x) - mean).powi(2)).sum::<f64>() / n;
+        let var = v
+            .iter()
+            .map(|x| (f64::from(*x) - mean).powi(2))
+            .sum::<f64>()
+            / n;
         (mean, var.sqrt())
     }
 

@@ -85,7 +85,12 @@ impl SimpleBackend for StoreBackend<'_> {
         }
     }
 
-    fn get_unchecked(&self, name: &str, dtype: DType, _device: &Device) -> candle_core::Result<Tensor> {
+    fn get_unchecked(
+        &self,
+        name: &str,
+        dtype: DType,
+        _device: &Device,
+    ) -> candle_core::Result<Tensor> {
         check_dtype(name, dtype)?;
         match self.existing(name, None)? {
             Some(t) => Ok(t),
@@ -183,12 +188,20 @@ mod tests {
         let params: Vec<String> = store.named_vars().into_iter().map(|(n, _)| n).collect();
         let buffers: Vec<String> = store.named_buffers().into_iter().map(|(n, _)| n).collect();
         assert_eq!(params, ["encoder.bn.bias", "encoder.bn.weight"]);
-        assert_eq!(buffers, ["encoder.bn.running_mean", "encoder.bn.running_var"]);
+        assert_eq!(
+            buffers,
+            ["encoder.bn.running_mean", "encoder.bn.running_var"]
+        );
         let x = (Tensor::arange(0f32, 24., &Device::Cpu)?.reshape((2, 3, 2, 2))? + 1.0)?;
         bn.forward_t(&x, true)?;
-        let mean = store.get("encoder.bn.running_mean").map(|v| v.to_vec1::<f32>());
+        let mean = store
+            .get("encoder.bn.running_mean")
+            .map(|v| v.to_vec1::<f32>());
         let mean = mean.transpose()?.unwrap_or_default();
-        assert!(mean.iter().all(|m| *m > 0.0), "running mean not updated: {mean:?}");
+        assert!(
+            mean.iter().all(|m| *m > 0.0),
+            "running mean not updated: {mean:?}"
+        );
         Ok(())
     }
 }
