@@ -276,10 +276,7 @@ fn layerwise_unfreezing_releases_the_encoder_from_the_top() -> Result<()> {
     let mnist = common::fixture();
     let train = common::cls_reg_dataset(&mnist.train.take(200));
     let mut cfg = config(TrainingMode::Joint);
-    cfg.unfreeze = Some(UnfreezeSchedule {
-        first_epoch: 1,
-        every_epochs: 1,
-    });
+    cfg.unfreeze = Some(UnfreezeSchedule::top_down(1, 1));
     // ConvNet layers from the input: conv0, conv1, fc.
     let mut trainer = Trainer::new(common::small_cnn_model(4), equal(), cfg)?;
     let expect = [

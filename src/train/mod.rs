@@ -4,6 +4,7 @@ mod builder;
 pub(crate) mod checkpoint;
 mod config;
 mod epoch;
+mod freezing;
 pub(crate) mod evaluate;
 mod mode;
 mod observer;
@@ -22,7 +23,10 @@ mod trainer;
 pub use builder::TrainerBuilder;
 pub use checkpoint::{latest_checkpoint, CheckpointPolicy};
 pub use config::{EpochLength, NonFinitePolicy, TrainerConfig};
-pub use mode::{HeadRegularizer, TaskOrder, TrainingMode, UnfreezeSchedule};
+pub use mode::{
+    HeadRegularizer, HeadsTraining, Phase, PhaseSchedule, PhaseUnit, TaskOrder, TrainingMode,
+    UnfreezeOrder, UnfreezeSchedule,
+};
 pub use observer::{CsvLog, JsonlLog, Observer};
 #[cfg(feature = "progress")]
 pub use progress::Progress;

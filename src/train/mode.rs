@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 /// | [`Joint`](TrainingMode::Joint) | every task | decides every step |
 /// | [`Alternating`](TrainingMode::Alternating) | one task, on its own loss | not consulted (must be loss-based, without learned parameters) |
 /// | [`Progressive`](TrainingMode::Progressive) | the tasks that have joined | decides among the joined tasks; re-prepared (its state reset) when a task joins |
+/// | [`EncoderDecoder`](TrainingMode::EncoderDecoder) | every task, but only the heads or only the encoder, in turn | decides every step (loss-based or representation-gradient strategies) |
 ///
 /// Evaluation always covers every task.
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -26,6 +27,90 @@ pub enum TrainingMode {
     /// 0. A task that has not joined yet is neither run nor updated. Use it to add a task to a
     /// trained model while the old tasks keep training (so that they are not forgotten).
     Progressive(Vec<(String, usize)>),
+    /// Every task at every step, alternating between *what* trains: phases that train only
+    /// the task-specific parts (heads and input stems, the encoder frozen: no gradient work
+    /// below the heads) and phases that train only the shared encoder (heads and stems
+    /// frozen), heads first. The phase follows from the step (or epoch) count, so a resumed
+    /// run continues mid-phase. Strategies that compare shared-parameter gradients are refused
+    /// (no shared parameter trains in a heads phase).
+    EncoderDecoder(PhaseSchedule),
+}
+
+/// The phase lengths of [`TrainingMode::EncoderDecoder`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhaseSchedule {
+    /// Length of each heads-only phase.
+    pub heads: usize,
+    /// Length of each encoder-only phase.
+    pub encoder: usize,
+    /// Whether lengths count steps or epochs.
+    pub unit: PhaseUnit,
+}
+
+/// What [`PhaseSchedule`] lengths count.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PhaseUnit {
+    /// Optimiser steps (global step count).
+    #[default]
+    Steps,
+    /// Epochs.
+    Epochs,
+}
+
+/// Which part trains in a phase of [`TrainingMode::EncoderDecoder`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Heads and stems train, the encoder is frozen.
+    Heads,
+    /// The encoder trains, heads and stems are frozen.
+    Encoder,
+}
+
+impl PhaseSchedule {
+    /// `heads` steps training the heads, then `encoder` steps training the encoder, in turn.
+    pub fn steps(heads: usize, encoder: usize) -> Self {
+        Self {
+            heads,
+            encoder,
+            unit: PhaseUnit::Steps,
+        }
+    }
+
+    /// The same in epochs.
+    pub fn epochs(heads: usize, encoder: usize) -> Self {
+        Self {
+            heads,
+            encoder,
+            unit: PhaseUnit::Epochs,
+        }
+    }
+
+    /// The phase of global step `step` in epoch `epoch`.
+    pub fn phase(&self, step: u64, epoch: usize) -> Phase {
+        let position = match self.unit {
+            PhaseUnit::Steps => step,
+            PhaseUnit::Epochs => epoch as u64,
+        };
+        let cycle = (self.heads + self.encoder).max(1) as u64;
+        if position % cycle < self.heads as u64 {
+            Phase::Heads
+        } else {
+            Phase::Encoder
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.heads == 0 || self.encoder == 0 {
+            return Err(Error::config(
+                "TrainingMode::EncoderDecoder",
+                format!("heads {} / encoder {} {:?}", self.heads, self.encoder, self.unit),
+                "both phases need a length of at least 1",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The order of tasks in [`TrainingMode::Alternating`].
@@ -54,6 +139,9 @@ impl TrainingMode {
 
     /// Checks the mode against the model's task names.
     pub fn validate(&self, task_names: &[String]) -> Result<()> {
+        if let TrainingMode::EncoderDecoder(phases) = self {
+            phases.validate()?;
+        }
         if let TrainingMode::Progressive(schedule) = self {
             for (i, (task, _)) in schedule.iter().enumerate() {
                 if !task_names.contains(task) {
@@ -83,18 +171,53 @@ impl TrainingMode {
     }
 }
 
-/// Layer-wise unfreezing of the encoder (as in ULMFiT's gradual unfreezing): the encoder is
-/// frozen for the first `first_epoch` epochs, then released one layer at a time from the top
-/// (the layer nearest the heads) down, one more every `every_epochs` epochs. The layers are
-/// those the encoder declares ([`SharedEncoder::layer_groups`](crate::encoder::SharedEncoder::layer_groups));
-/// an encoder that declares none is released whole at `first_epoch`.
+/// Layer-wise training of the encoder: its layers (those it declares,
+/// [`SharedEncoder::layer_groups`](crate::encoder::SharedEncoder::layer_groups); an encoder
+/// that declares none is one layer) are released one at a time, the first at `first_epoch`,
+/// one more every `every_epochs` epochs.
+///
+/// | field | default | meaning |
+/// |---|---|---|
+/// | `first_epoch` | 1 | epochs before the first layer is released |
+/// | `every_epochs` | 1 | epochs between one release and the next |
+/// | `order` | `TopDown` | `TopDown`: from the layer nearest the heads down (ULMFiT's gradual unfreezing, for fine-tuning a pretrained encoder); `BottomUp`: from the input upwards (low-level features first) |
+/// | `keep_trained` | true | released layers keep training (true), or only the layer released last trains while those before it are frozen again (false: greedy layer-wise training; once every layer has had its turn, everything trains together) |
+/// | `heads` | `FromStart` | `FromStart`: the heads train from epoch 0; `Last` (bottom-up only): the heads are the last layer released, after the encoder's top layer |
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnfreezeSchedule {
-    /// Epochs with the whole encoder frozen (only heads and stems train).
+    /// Epochs before the first layer is released (only heads and stems train until then).
     pub first_epoch: usize,
     /// Epochs between the release of one layer and the next.
     pub every_epochs: usize,
+    /// The order layers are released in.
+    pub order: UnfreezeOrder,
+    /// Whether layers released earlier keep training.
+    pub keep_trained: bool,
+    /// When the heads train.
+    pub heads: HeadsTraining,
+}
+
+/// The order of [`UnfreezeSchedule`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnfreezeOrder {
+    /// From the layer nearest the heads down to the input.
+    #[default]
+    TopDown,
+    /// From the input up to the layer nearest the heads.
+    BottomUp,
+}
+
+/// When the heads train under an [`UnfreezeSchedule`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HeadsTraining {
+    /// From the first epoch.
+    #[default]
+    FromStart,
+    /// Released after the encoder's last layer, as the top of a bottom-up order.
+    Last,
 }
 
 impl Default for UnfreezeSchedule {
@@ -102,12 +225,36 @@ impl Default for UnfreezeSchedule {
         Self {
             first_epoch: 1,
             every_epochs: 1,
+            order: UnfreezeOrder::TopDown,
+            keep_trained: true,
+            heads: HeadsTraining::FromStart,
         }
     }
 }
 
 impl UnfreezeSchedule {
-    /// How many layers, counted from the top, train in epoch `epoch`.
+    /// ULMFiT-style gradual unfreezing: heads first, then the encoder from the top down.
+    pub fn top_down(first_epoch: usize, every_epochs: usize) -> Self {
+        Self {
+            first_epoch,
+            every_epochs,
+            ..Self::default()
+        }
+    }
+
+    /// Bottom-up layer-wise training from epoch 0: the first layer, then the next one up,
+    /// every `every_epochs` epochs; earlier layers keep training, the heads train throughout.
+    pub fn bottom_up(every_epochs: usize) -> Self {
+        Self {
+            first_epoch: 0,
+            every_epochs,
+            order: UnfreezeOrder::BottomUp,
+            ..Self::default()
+        }
+    }
+
+    /// How many units (layers, and the heads when they come last) have been released by epoch
+    /// `epoch`.
     pub fn released_layers(&self, epoch: usize) -> usize {
         if epoch < self.first_epoch {
             0
@@ -116,12 +263,58 @@ impl UnfreezeSchedule {
         }
     }
 
+    /// What trains in epoch `epoch` for an encoder of `layers` layers (at least 1): for each
+    /// layer, from the input upwards, whether it trains, and whether the heads train.
+    pub fn trainable(&self, epoch: usize, layers: usize) -> (Vec<bool>, bool) {
+        let layers = layers.max(1);
+        // Release order: unit `i < layers` is a layer index, `layers` stands for the heads.
+        let mut order: Vec<usize> = match self.order {
+            UnfreezeOrder::TopDown => (0..layers).rev().collect(),
+            UnfreezeOrder::BottomUp => (0..layers).collect(),
+        };
+        if self.heads == HeadsTraining::Last {
+            order.push(layers);
+        }
+        let released = self.released_layers(epoch);
+        let mut on = vec![false; layers + 1];
+        if released > order.len() && !self.keep_trained {
+            // Every unit has had its turn: everything trains together.
+            on.iter_mut().for_each(|v| *v = true);
+        } else if self.keep_trained {
+            for &u in order.iter().take(released) {
+                on[u] = true;
+            }
+        } else if released > 0 {
+            on[order[released - 1]] = true;
+        }
+        let heads = match self.heads {
+            HeadsTraining::FromStart => true,
+            HeadsTraining::Last => on[layers],
+        };
+        on.truncate(layers);
+        (on, heads)
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         if self.every_epochs == 0 {
             return Err(Error::config(
                 "UnfreezeSchedule::every_epochs",
                 0,
                 "must be at least 1",
+            ));
+        }
+        if self.heads == HeadsTraining::Last && self.order == UnfreezeOrder::TopDown {
+            return Err(Error::config(
+                "UnfreezeSchedule::heads",
+                "Last",
+                "needs order BottomUp (top-down release starts next to the heads)",
+            ));
+        }
+        if self.heads == HeadsTraining::Last && self.first_epoch > 0 {
+            return Err(Error::config(
+                "UnfreezeSchedule::first_epoch",
+                self.first_epoch,
+                "must be 0 when the heads come last (nothing would train before the first release)",
             ));
         }
         Ok(())
@@ -168,12 +361,52 @@ mod tests {
 
     #[test]
     fn unfreezing_releases_one_layer_per_period() {
-        let s = UnfreezeSchedule {
-            first_epoch: 2,
-            every_epochs: 2,
-        };
+        let s = UnfreezeSchedule::top_down(2, 2);
         let released: Vec<usize> = (0..8).map(|e| s.released_layers(e)).collect();
         assert_eq!(released, vec![0, 0, 1, 1, 2, 2, 3, 3]);
+        // Top-down over 3 layers: the top one first.
+        assert_eq!(s.trainable(2, 3), (vec![false, false, true], true));
+        assert_eq!(s.trainable(4, 3), (vec![false, true, true], true));
+    }
+
+    #[test]
+    fn bottom_up_orders_release_from_the_input() {
+        let s = UnfreezeSchedule::bottom_up(1);
+        let seen: Vec<(Vec<bool>, bool)> = (0..4).map(|e| s.trainable(e, 3)).collect();
+        assert_eq!(seen[0], (vec![true, false, false], true));
+        assert_eq!(seen[1], (vec![true, true, false], true));
+        assert_eq!(seen[3], (vec![true, true, true], true));
+        // Greedy: only the newest layer, then everything; heads last.
+        let greedy = UnfreezeSchedule {
+            keep_trained: false,
+            heads: HeadsTraining::Last,
+            ..s
+        };
+        let seen: Vec<(Vec<bool>, bool)> = (0..6).map(|e| greedy.trainable(e, 3)).collect();
+        assert_eq!(seen[0], (vec![true, false, false], false));
+        assert_eq!(seen[1], (vec![false, true, false], false));
+        assert_eq!(seen[2], (vec![false, false, true], false));
+        assert_eq!(seen[3], (vec![false, false, false], true));
+        assert_eq!(seen[4], (vec![true, true, true], true));
+        assert!(greedy.validate().is_ok());
+        let bad = UnfreezeSchedule {
+            heads: HeadsTraining::Last,
+            ..UnfreezeSchedule::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn encoder_decoder_phases_alternate_heads_first() {
+        let p = PhaseSchedule::steps(2, 3);
+        let phases: Vec<Phase> = (0..7).map(|s| p.phase(s, 0)).collect();
+        use Phase::{Encoder as E, Heads as H};
+        assert_eq!(phases, [H, H, E, E, E, H, H]);
+        let by_epoch = PhaseSchedule::epochs(1, 1);
+        assert_eq!((by_epoch.phase(99, 0), by_epoch.phase(0, 1)), (H, E));
+        assert!(TrainingMode::EncoderDecoder(PhaseSchedule::steps(0, 1))
+            .validate(&["a".to_string()])
+            .is_err());
     }
 
     #[test]

@@ -85,6 +85,15 @@ pub(crate) fn resolve(
     } else {
         check_compatible(weighting, &weighting_setup)?;
     }
+    if matches!(config.mode, super::TrainingMode::EncoderDecoder(_))
+        && gradient_source == Some(GradientSource::SharedParameters)
+    {
+        return Err(facts.refuse(
+            "encoder/decoder alternation trains no shared parameter in its heads phases, so a \
+             strategy comparing shared-parameter gradients has nothing to compare there; use a \
+             loss-based or a representation-gradient strategy",
+        ));
+    }
     if schedule.is_progressive() && (needs.meta_validation || batches_per_step > 1) {
         return Err(facts.refuse(
             "progressive training supports strategies that take one batch and no validation set",

@@ -10,6 +10,7 @@ use super::step::forward::{forward, loss_values};
 use super::step::path::GradientPath;
 use super::step::update::Pipeline;
 use super::step::StepContext;
+use super::freezing::FreezePlan;
 use super::tasks::TaskSchedule;
 use super::{
     EpochReport, EvalReport, FitReport, MultiTaskTrainer, NonFinitePolicy, Observer, StepBatch,
@@ -18,7 +19,7 @@ use super::{
 use crate::data::{Batch, TensorDataset};
 use crate::error::{Error, Result};
 use crate::grad::GradientSource;
-use crate::model::{Component, MultiTaskModel};
+use crate::model::MultiTaskModel;
 use crate::optim::Optimizer;
 use crate::weighting::{check_compatible, AfterStep, TaskWeighting, WeightingSetup};
 
@@ -47,6 +48,7 @@ pub struct Trainer {
     pub(super) path: Box<dyn GradientPath>,
     pub(super) weighting_setup: WeightingSetup,
     pub(super) schedule: TaskSchedule,
+    pub(super) freezing: FreezePlan,
     pub(super) state: RunState,
     pub(super) policies: Vec<Box<dyn EpochPolicy>>,
     pub(super) observers: Vec<Box<dyn Observer>>,
@@ -106,6 +108,7 @@ impl Trainer {
             super::evaluate::check_data(&model, TaskData::Shared(v), config.input_mode)?;
         }
         let schedule = TaskSchedule::new(&config.mode, &model.task_names())?;
+        let freezing = FreezePlan::new(&model, &config.mode, config.unfreeze);
         let Resolved {
             losses_after_step,
             path,
@@ -147,6 +150,7 @@ impl Trainer {
             path,
             weighting_setup,
             schedule,
+            freezing,
             observers: Vec::new(),
             description: Vec::new(),
         };
@@ -255,6 +259,7 @@ impl Trainer {
         for b in std::iter::once(batch).chain(extra.iter().copied()) {
             self.schedule.check_batch(b, self.config.input_mode)?;
         }
+        self.apply_unfreeze_schedule()?;
         let base = self.config.optimizer.lr() * self.state.lr_scale;
         let lr = self.config.lr_schedule.rate(
             base,
@@ -400,25 +405,11 @@ impl Trainer {
         self.apply_unfreeze_schedule()
     }
 
-    /// Freezes the encoder and releases the top layers the schedule allows at this epoch.
+    /// Sets what trains now: the layers the unfreezing schedule has released at this epoch
+    /// and the encoder/decoder phase of this step.
     fn apply_unfreeze_schedule(&mut self) -> Result<()> {
-        let Some(schedule) = self.config.unfreeze else {
-            return Ok(());
-        };
-        let released = schedule.released_layers(self.state.epoch);
-        let groups = self.model.encoder().layer_groups();
-        self.model.freeze(&Component::Encoder)?;
-        if released == 0 {
-            return Ok(());
-        }
-        if groups.is_empty() || released >= groups.len() {
-            self.model.unfreeze(&Component::Encoder)?;
-        } else {
-            for g in groups.iter().rev().take(released) {
-                self.model.unfreeze(&Component::EncoderLayer(g.clone()))?;
-            }
-        }
-        Ok(())
+        self.freezing
+            .apply(&self.model, self.state.step, self.state.epoch)
     }
 
     /// Evaluation of the model on `data`.
