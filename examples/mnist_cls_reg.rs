@@ -15,7 +15,6 @@ mod common;
 use std::time::Instant;
 
 use candle_mtl::data::load_mnist;
-use candle_mtl::data::StandardDataset;
 use candle_mtl::device::describe;
 use candle_mtl::prelude::*;
 use candle_mtl::train::{CsvLog, JsonlLog};
@@ -23,7 +22,7 @@ use common::runs::{
     apply_checkpoint_flags, number, parameter_digest, resume_if_asked, write_json,
     CHECKPOINT_FLAGS, CHECKPOINT_USAGE, RESUME_FLAG,
 };
-use common::{build_trainer, cls_reg_model, locate_dataset, main_with, peak_memory_mib, Args};
+use common::{build_trainer, cls_reg_model, locate_mnist, main_with, peak_memory_mib, Args};
 
 const USAGE: &str = "mnist_cls_reg: MNIST digit class + digit value from one shared CNN
 
@@ -67,12 +66,7 @@ fn run(args: &Args) -> Result<()> {
     let weighting = candle_mtl::weighting::by_name(weighting_name)?;
     let optimizer = OptimizerConfig::from_name(args.get("optimizer").unwrap_or("adam"), lr)?;
 
-    let (dir, how) = locate_dataset(
-        StandardDataset::Mnist,
-        args.get("data-dir"),
-        &["../shared/data/mnist-10k", "data/mnist"],
-        Some("tests/fixtures/mnist-1k"),
-    )?;
+    let (dir, how) = locate_mnist(args.get("data-dir"))?;
     let mnist = load_mnist(&dir)?;
     let train_images = mnist.train.take(train_limit);
     let train = dataset(&train_images)?;

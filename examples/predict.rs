@@ -11,10 +11,10 @@
 mod common;
 
 use candle_core::Device;
-use candle_mtl::data::{load_mnist, StandardDataset};
+use candle_mtl::data::load_mnist;
 use candle_mtl::prelude::*;
 use common::runs::{number, write_json};
-use common::{cls_reg_dataset, cls_reg_model, locate_dataset, main_with, Args};
+use common::{cls_reg_dataset, cls_reg_model, locate_mnist, main_with, Args};
 
 const USAGE: &str = "predict: MNIST digit class and value from a model saved by mnist_cls_reg
 
@@ -37,12 +37,7 @@ fn run(args: &Args) -> Result<()> {
     })?;
     let show: usize = args.parse_or("show", 8, "expected a whole number")?;
     let batch_size: usize = args.parse_or("batch-size", 256, "expected a whole number >= 1")?;
-    let (dir, how) = locate_dataset(
-        StandardDataset::Mnist,
-        args.get("data-dir"),
-        &["../shared/data/mnist-10k", "data/mnist"],
-        Some("tests/fixtures/mnist-1k"),
-    )?;
+    let (dir, how) = locate_mnist(args.get("data-dir"))?;
     let mnist = load_mnist(&dir)?;
     let test = cls_reg_dataset(&mnist.test)?;
     // Predictions run on the CPU; the seed does not matter, every weight is loaded.

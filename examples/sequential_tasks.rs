@@ -9,14 +9,14 @@
 
 mod common;
 
-use candle_mtl::data::{load_mnist, StandardDataset};
+use candle_mtl::data::load_mnist;
 use candle_mtl::device::describe;
 use candle_mtl::encoder::{
     CellKind, Recurrent, RecurrentConfig, TransformerConfig, TransformerEncoder,
 };
 use candle_mtl::prelude::*;
 use candle_mtl::weighting::by_name;
-use common::{digit_value_parity, locate_dataset, main_with, peak_memory_mib, Args};
+use common::{digit_value_parity, locate_mnist, main_with, peak_memory_mib, Args};
 
 const USAGE: &str = "sequential_tasks: MNIST read row by row; digit class, value and parity
 
@@ -68,12 +68,7 @@ fn run(args: &Args) -> Result<()> {
     };
     let weighting_name = args.get("weighting").unwrap_or("fixed:1,0.1,1");
     let weighting = by_name(weighting_name)?;
-    let (dir, how) = locate_dataset(
-        StandardDataset::Mnist,
-        args.get("data-dir"),
-        &["../shared/data/mnist-10k", "data/mnist"],
-        Some("tests/fixtures/mnist-1k"),
-    )?;
+    let (dir, how) = locate_mnist(args.get("data-dir"))?;
     let mnist = load_mnist(&dir)?;
     let train = digit_value_parity(&mnist.train.take(train_limit))?;
     let test = digit_value_parity(&mnist.test)?;

@@ -14,13 +14,13 @@
 
 mod common;
 
-use candle_mtl::data::{load_mnist, StandardDataset};
+use candle_mtl::data::load_mnist;
 use candle_mtl::device::describe;
 use candle_mtl::head::LogSoftmaxHead;
 use candle_mtl::prelude::*;
 use candle_mtl::train::TrainingMode;
 use candle_mtl::weighting::by_name;
-use common::{digit_value_parity, locate_dataset, main_with, peak_memory_mib, Args};
+use common::{digit_value_parity, locate_mnist, main_with, peak_memory_mib, Args};
 
 const USAGE: &str = "three_tasks: digit class (CE), digit value (MSE) and parity (NLL) from one MLP
 
@@ -76,12 +76,7 @@ fn run(args: &Args) -> Result<()> {
     };
     let weighting_name = args.get("weighting").unwrap_or(default_weighting);
     let weighting = by_name(weighting_name)?;
-    let (dir, how) = locate_dataset(
-        StandardDataset::Mnist,
-        args.get("data-dir"),
-        &["../shared/data/mnist-10k", "data/mnist"],
-        Some("tests/fixtures/mnist-1k"),
-    )?;
+    let (dir, how) = locate_mnist(args.get("data-dir"))?;
     let mnist = load_mnist(&dir)?;
     let train = digit_value_parity(&mnist.train)?;
     let test = digit_value_parity(&mnist.test)?;

@@ -23,7 +23,7 @@ use candle_mtl::data::{load_mnist, ImageDataset, StandardDataset};
 use candle_mtl::device::describe;
 use candle_mtl::model::Component;
 use candle_mtl::prelude::*;
-use common::{locate_dataset, main_with, Args};
+use common::{locate_dataset, locate_mnist, main_with, Args};
 
 const USAGE: &str = "transfer: Fashion-MNIST pretraining -> frozen encoder + new head -> fine-tuning on few MNIST labels
 
@@ -137,12 +137,7 @@ fn run(args: &Args) -> Result<()> {
         &["../shared/data/fashion-mnist", "data/fashion-mnist"],
         None,
     )?;
-    let (mnist_dir, _) = locate_dataset(
-        StandardDataset::Mnist,
-        args.get("mnist-dir"),
-        &["../shared/data/mnist-10k", "data/mnist"],
-        Some("tests/fixtures/mnist-1k"),
-    )?;
+    let (mnist_dir, _) = locate_mnist(args.get("mnist-dir"))?;
     let fashion = load_mnist(&fashion_dir)?;
     let mnist = load_mnist(&mnist_dir)?;
     let source_train = dataset(

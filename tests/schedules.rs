@@ -16,7 +16,16 @@ fn snapshot(model: &MultiTaskModel) -> Vec<(String, Vec<f32>)> {
         .params()
         .named_vars()
         .into_iter()
-        .map(|(n, v)| (n, v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .map(|(n, v)| {
+            (
+                n,
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -46,7 +55,7 @@ fn config(mode: TrainingMode, unfreeze: Option<UnfreezeSchedule>) -> TrainerConf
 }
 
 fn batches(n: usize) -> Vec<StepBatch> {
-    let data = cls_reg_dataset(&fixture().train.take(40 * n as usize));
+    let data = cls_reg_dataset(&fixture().train.take(40 * n));
     (0..n as u32)
         .map(|i| {
             let idx: Vec<u32> = (i * 40..(i + 1) * 40).collect();
@@ -60,7 +69,12 @@ const ENCODER: [&str; 3] = ["encoder.conv0", "encoder.conv1", "encoder.fc"];
 #[test]
 fn encoder_decoder_phases_train_heads_then_encoder_in_turn() {
     let mode = TrainingMode::EncoderDecoder(PhaseSchedule::steps(2, 3));
-    let mut t = Trainer::new(small_cnn_model(1), by_name("uncertainty").unwrap(), config(mode, None)).unwrap();
+    let mut t = Trainer::new(
+        small_cnn_model(1),
+        by_name("uncertainty").unwrap(),
+        config(mode, None),
+    )
+    .unwrap();
     let steps = batches(7);
     let heads_phase = [true, true, false, false, false, true, true];
     for (s, batch) in steps.iter().enumerate() {
@@ -74,16 +88,31 @@ fn encoder_decoder_phases_train_heads_then_encoder_in_turn() {
         }
     }
     // Switched off: a joint step moves both.
-    let mut joint = Trainer::new(small_cnn_model(1), by_name("uncertainty").unwrap(), config(TrainingMode::Joint, None)).unwrap();
+    let mut joint = Trainer::new(
+        small_cnn_model(1),
+        by_name("uncertainty").unwrap(),
+        config(TrainingMode::Joint, None),
+    )
+    .unwrap();
     let before = snapshot(joint.model());
     joint.train_step(&steps[0]).unwrap();
-    assert_eq!(moved_parts(&before, &snapshot(joint.model())), ["encoder.conv0", "encoder.conv1", "encoder.fc", "heads"]);
+    assert_eq!(
+        moved_parts(&before, &snapshot(joint.model())),
+        ["encoder.conv0", "encoder.conv1", "encoder.fc", "heads"]
+    );
 }
 
 #[test]
 fn encoder_decoder_alternation_resumes_mid_phase_and_refuses_shared_gradients() {
     let mode = TrainingMode::EncoderDecoder(PhaseSchedule::steps(2, 3));
-    let make = || Trainer::new(small_cnn_model(2), by_name("dwa").unwrap(), config(mode.clone(), None)).unwrap();
+    let make = || {
+        Trainer::new(
+            small_cnn_model(2),
+            by_name("dwa").unwrap(),
+            config(mode.clone(), None),
+        )
+        .unwrap()
+    };
     let steps = batches(8);
     let mut straight = make();
     for b in &steps {
@@ -103,21 +132,35 @@ fn encoder_decoder_alternation_resumes_mid_phase_and_refuses_shared_gradients() 
     }
     assert_eq!(snapshot(straight.model()), snapshot(resumed.model()));
     // Representation gradients work in both phases; shared-parameter ones are refused.
-    let mut rep = Trainer::new(small_cnn_model(2), by_name("mgda-ub").unwrap(), config(mode.clone(), None)).unwrap();
+    let mut rep = Trainer::new(
+        small_cnn_model(2),
+        by_name("mgda-ub").unwrap(),
+        config(mode.clone(), None),
+    )
+    .unwrap();
     for b in &steps[..3] {
         rep.train_step(b).unwrap();
     }
-    let err = Trainer::new(small_cnn_model(2), by_name("pcgrad").unwrap(), config(mode, None))
-        .err()
-        .expect("pcgrad refused")
-        .to_string();
+    let err = Trainer::new(
+        small_cnn_model(2),
+        by_name("pcgrad").unwrap(),
+        config(mode, None),
+    )
+    .err()
+    .expect("pcgrad refused")
+    .to_string();
     assert!(err.contains("encoder/decoder alternation"), "{err}");
 }
 
 #[test]
 fn bottom_up_releases_layers_from_the_input() {
     let train = cls_reg_dataset(&fixture().train.take(200));
-    let mut t = Trainer::new(small_cnn_model(3), by_name("equal").unwrap(), config(TrainingMode::Joint, Some(UnfreezeSchedule::bottom_up(1)))).unwrap();
+    let mut t = Trainer::new(
+        small_cnn_model(3),
+        by_name("equal").unwrap(),
+        config(TrainingMode::Joint, Some(UnfreezeSchedule::bottom_up(1))),
+    )
+    .unwrap();
     let expect: [&[&str]; 3] = [
         &["encoder.conv0", "heads"],
         &["encoder.conv0", "encoder.conv1", "heads"],
@@ -126,13 +169,25 @@ fn bottom_up_releases_layers_from_the_input() {
     for (epoch, want) in expect.iter().enumerate() {
         let before = snapshot(t.model());
         t.train_epoch(TaskData::Shared(&train)).unwrap();
-        assert_eq!(moved_parts(&before, &snapshot(t.model())), *want, "epoch {epoch}");
+        assert_eq!(
+            moved_parts(&before, &snapshot(t.model())),
+            *want,
+            "epoch {epoch}"
+        );
     }
     // Top-down, the same periods: the layer next to the heads first.
-    let mut top = Trainer::new(small_cnn_model(3), by_name("equal").unwrap(), config(TrainingMode::Joint, Some(UnfreezeSchedule::top_down(0, 1)))).unwrap();
+    let mut top = Trainer::new(
+        small_cnn_model(3),
+        by_name("equal").unwrap(),
+        config(TrainingMode::Joint, Some(UnfreezeSchedule::top_down(0, 1))),
+    )
+    .unwrap();
     let before = snapshot(top.model());
     top.train_epoch(TaskData::Shared(&train)).unwrap();
-    assert_eq!(moved_parts(&before, &snapshot(top.model())), ["encoder.fc", "heads"]);
+    assert_eq!(
+        moved_parts(&before, &snapshot(top.model())),
+        ["encoder.fc", "heads"]
+    );
 }
 
 #[test]
@@ -145,8 +200,15 @@ fn greedy_bottom_up_trains_one_layer_at_a_time_heads_last_then_everything() {
     };
     let model = small_cnn_model(4);
     // A layer the user froze stays frozen whatever the schedule says.
-    model.freeze(&Component::EncoderLayer("conv1".into())).unwrap();
-    let mut t = Trainer::new(model, by_name("equal").unwrap(), config(TrainingMode::Joint, Some(schedule))).unwrap();
+    model
+        .freeze(&Component::EncoderLayer("conv1".into()))
+        .unwrap();
+    let mut t = Trainer::new(
+        model,
+        by_name("equal").unwrap(),
+        config(TrainingMode::Joint, Some(schedule)),
+    )
+    .unwrap();
     let expect: [&[&str]; 5] = [
         &["encoder.conv0"],
         &[],
@@ -157,6 +219,10 @@ fn greedy_bottom_up_trains_one_layer_at_a_time_heads_last_then_everything() {
     for (epoch, want) in expect.iter().enumerate() {
         let before = snapshot(t.model());
         t.train_epoch(TaskData::Shared(&train)).unwrap();
-        assert_eq!(moved_parts(&before, &snapshot(t.model())), *want, "epoch {epoch}");
+        assert_eq!(
+            moved_parts(&before, &snapshot(t.model())),
+            *want,
+            "epoch {epoch}"
+        );
     }
 }

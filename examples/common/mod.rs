@@ -156,6 +156,17 @@ pub fn cls_reg_model(
         .build()
 }
 
+/// MNIST for the examples that fall back to the committed 1,000-digit fixture when it can be
+/// neither found nor downloaded: `explicit` (a flag), else as [`locate_dataset`] looks.
+pub fn locate_mnist(explicit: Option<&str>) -> candle_mtl::Result<(PathBuf, String)> {
+    locate_dataset(
+        StandardDataset::Mnist,
+        explicit,
+        &["../shared/data/mnist-10k", "data/mnist"],
+        Some("tests/fixtures/mnist-1k"),
+    )
+}
+
 /// Peak resident memory of this process in MiB (Linux), if known.
 pub fn peak_memory_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

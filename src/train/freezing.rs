@@ -27,7 +27,11 @@ pub(crate) struct FreezePlan {
 }
 
 impl FreezePlan {
-    pub fn new(model: &MultiTaskModel, mode: &TrainingMode, unfreeze: Option<UnfreezeSchedule>) -> Self {
+    pub fn new(
+        model: &MultiTaskModel,
+        mode: &TrainingMode,
+        unfreeze: Option<UnfreezeSchedule>,
+    ) -> Self {
         let phases = match mode {
             TrainingMode::EncoderDecoder(p) => Some(*p),
             _ => None,

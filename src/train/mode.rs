@@ -105,7 +105,10 @@ impl PhaseSchedule {
         if self.heads == 0 || self.encoder == 0 {
             return Err(Error::config(
                 "TrainingMode::EncoderDecoder",
-                format!("heads {} / encoder {} {:?}", self.heads, self.encoder, self.unit),
+                format!(
+                    "heads {} / encoder {} {:?}",
+                    self.heads, self.encoder, self.unit
+                ),
                 "both phases need a length of at least 1",
             ));
         }

@@ -3,6 +3,7 @@
 
 use candle_core::Var;
 
+use super::freezing::FreezePlan;
 use super::policy::{self, EpochAction, EpochPolicy, PolicyContext};
 use super::run_state::{derive_seed, RunState};
 use super::setup::{resolve, Resolved};
@@ -10,7 +11,6 @@ use super::step::forward::{forward, loss_values};
 use super::step::path::GradientPath;
 use super::step::update::Pipeline;
 use super::step::StepContext;
-use super::freezing::FreezePlan;
 use super::tasks::TaskSchedule;
 use super::{
     EpochReport, EvalReport, FitReport, MultiTaskTrainer, NonFinitePolicy, Observer, StepBatch,
