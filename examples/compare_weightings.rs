@@ -20,7 +20,8 @@ use candle_mtl::metrics::delta_m;
 use candle_mtl::prelude::*;
 use candle_mtl::weighting::by_name;
 use common::multi::multi_digits;
-use common::{build_trainer, json_number, json_string, main_with, Args};
+use common::runs::{number, write_json};
+use common::{build_trainer, main_with, Args};
 
 const USAGE: &str = "compare_weightings: task-weighting strategies on Multi-Fashion / Multi-MNIST
 
@@ -195,27 +196,26 @@ fn main_inner(args: &Args) -> Result<()> {
         );
     }
     if let Some(path) = args.get("summary-json") {
-        let items: Vec<String> = rows
+        let items: Vec<serde_json::Value> = rows
             .iter()
             .map(|r| {
-                format!(
-                    "    {{\"strategy\": {}, \"left_accuracy\": {}, \"right_accuracy\": {}, \"delta_m\": {}, \"seconds_per_step\": {}}}",
-                    json_string(&r.name),
-                    json_number(r.accuracy[0]),
-                    json_number(r.accuracy[1]),
-                    r.delta_m.map(json_number).unwrap_or_else(|| "null".into()),
-                    json_number(r.seconds_per_step)
-                )
+                serde_json::json!({
+                    "strategy": r.name,
+                    "left_accuracy": number(r.accuracy[0]),
+                    "right_accuracy": number(r.accuracy[1]),
+                    "delta_m": r.delta_m.map(number),
+                    "seconds_per_step": number(r.seconds_per_step),
+                })
             })
             .collect();
-        let json = format!(
-            "{{\n  \"dataset\": {},\n  \"epochs\": {epochs},\n  \"train\": {n_train},\n  \"baseline\": [{}, {}],\n  \"rows\": [\n{}\n  ]\n}}\n",
-            json_string(dataset),
-            json_number(baseline[0]),
-            json_number(baseline[1]),
-            items.join(",\n")
-        );
-        std::fs::write(path, json).map_err(|e| Error::io(path, e))?;
+        let json = serde_json::json!({
+            "dataset": dataset,
+            "epochs": epochs,
+            "train": n_train,
+            "baseline": [number(baseline[0]), number(baseline[1])],
+            "rows": items,
+        });
+        write_json(path, &json)?;
     }
     Ok(())
 }

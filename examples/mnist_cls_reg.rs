@@ -45,6 +45,7 @@ USAGE: cargo run --release --example mnist_cls_reg -- [FLAGS]
   --summary-json PATH   write the final per-task metrics, losses and a digest of the parameters
                         as JSON (the same seed gives the same file, on any thread count)
   --timing-json PATH    write samples/s, seconds and peak memory as JSON
+  --tensorboard-dir DIR write a TensorBoard event file there (tensorboard --logdir DIR)
   --save-model PATH     save the trained model (weights and task spec) for the predict example
   --log-dir DIR         write run.jsonl and steps.csv / epochs.csv there (plot them with
                         cargo run --release --example report -- DIR)
@@ -106,6 +107,11 @@ fn run(args: &Args) -> Result<()> {
         )?));
         trainer.add_observer(Box::new(CsvLog::create(dir)?));
         println!("logging to {dir}/run.jsonl, steps.csv, epochs.csv");
+    }
+    if let Some(dir) = args.get("tensorboard-dir") {
+        let log = candle_mtl::train::TensorBoardLog::create(dir)?;
+        println!("TensorBoard events in {}", log.path().display());
+        trainer.add_observer(Box::new(log));
     }
     let start = Instant::now();
     let fit = trainer.fit(TaskData::Shared(&train), Some(TaskData::Shared(&test)), remaining, &mut |r| {
@@ -215,6 +221,7 @@ fn main() {
         "timing-json",
         "log-dir",
         "save-model",
+        "tensorboard-dir",
         CHECKPOINT_FLAGS[0],
         CHECKPOINT_FLAGS[1],
     ];

@@ -32,7 +32,8 @@ use candle_mtl::prelude::*;
 use candle_mtl::train::StepBatch;
 use candle_mtl::weighting::by_name;
 use candle_nn::Optimizer;
-use common::{json_number, json_string, main_with, peak_memory_mib, Args};
+use common::runs::{number, write_json};
+use common::{main_with, peak_memory_mib, Args};
 
 const USAGE: &str = "throughput: training speed of the seed CNN, alternating variants
 
@@ -452,16 +453,15 @@ fn run(args: &Args) -> candle_mtl::Result<()> {
     if peak.is_finite() {
         println!("f32 gemm peak (candle matmul 1024^3, best of 10): {peak:.1} GFLOP/s");
     }
-    let mut json = vec![
-        format!(
-            "\"device\": {}",
-            json_string(&candle_mtl::device::describe(&device))
-        ),
-        format!("\"threads\": {threads}"),
-        format!("\"batch_size\": {batch_size}"),
-        format!("\"step_gflop\": {}", json_number(flops / 1e9)),
-        format!("\"gemm_peak_gflops\": {}", json_number(peak)),
-    ];
+    let mut json = serde_json::Map::new();
+    json.insert(
+        "device".into(),
+        candle_mtl::device::describe(&device).into(),
+    );
+    json.insert("threads".into(), threads.into());
+    json.insert("batch_size".into(), batch_size.into());
+    json.insert("step_gflop".into(), number(flops / 1e9));
+    json.insert("gemm_peak_gflops".into(), number(peak));
     println!("\n| variant | samples/s min / median / max | GFLOP/s (median) | of gemm peak |");
     println!("|---|---|---|---|");
     for v in &variants {
@@ -473,16 +473,13 @@ fn run(args: &Args) -> candle_mtl::Result<()> {
             v.name,
             100.0 * gflops / peak
         );
-        json.push(format!(
-            "\"{}\": {{\"samples_per_s\": [{}], \"median\": {}}}",
-            v.name,
-            v.rates
-                .iter()
-                .map(|r| json_number(*r))
-                .collect::<Vec<_>>()
-                .join(", "),
-            json_number(med)
-        ));
+        json.insert(
+            v.name.to_string(),
+            serde_json::json!({
+                "samples_per_s": v.rates.iter().map(|r| number(*r)).collect::<Vec<_>>(),
+                "median": number(med),
+            }),
+        );
     }
     let ratio = |a: &str, b: &str| -> Option<(f64, f64, f64)> {
         let va = variants.iter().find(|v| v.name == a)?;
@@ -505,12 +502,10 @@ fn run(args: &Args) -> candle_mtl::Result<()> {
     ] {
         if let Some((lo, med, hi)) = ratio(a, b) {
             println!("{what}: min {lo:.3} / median {med:.3} / max {hi:.3}");
-            json.push(format!(
-                "\"{a}_over_{b}\": [{}, {}, {}]",
-                json_number(lo),
-                json_number(med),
-                json_number(hi)
-            ));
+            json.insert(
+                format!("{a}_over_{b}"),
+                serde_json::json!([number(lo), number(med), number(hi)]),
+            );
         }
     }
 
@@ -525,15 +520,11 @@ fn run(args: &Args) -> candle_mtl::Result<()> {
             "one epoch through Trainer::fit ({n} samples, batch {config_batch}, data pipeline included): {secs:.1} s, {:.0} samples/s; peak memory {mem:.0} MiB",
             n as f64 / secs
         );
-        json.push(format!(
-            "\"epoch_samples_per_s\": {}",
-            json_number(n as f64 / secs)
-        ));
-        json.push(format!("\"peak_memory_mib\": {}", json_number(mem)));
+        json.insert("epoch_samples_per_s".into(), number(n as f64 / secs));
+        json.insert("peak_memory_mib".into(), number(mem));
     }
     if let Some(path) = args.get("json") {
-        let text = format!("{{\n  {}\n}}\n", json.join(",\n  "));
-        std::fs::write(path, text).map_err(|e| candle_mtl::Error::io(path, e))?;
+        write_json(path, &serde_json::Value::Object(json))?;
         println!("wrote {path}");
     }
     Ok(())

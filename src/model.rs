@@ -4,6 +4,7 @@ mod pretrained;
 mod saved;
 
 pub use pretrained::{KeyRule, LoadReport, PretrainedOptions, ShapeMismatch};
+pub(crate) use saved::tensor_differences;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -264,28 +265,7 @@ impl MultiTaskModel {
         let tensors = candle_core::safetensors::load_buffer(&bytes, self.device())
             .map_err(|e| Error::malformed(path, format!("damaged file: {e}")))?;
         let vars = self.component_vars(component);
-        let mut differences = Vec::new();
-        for (name, var) in &vars {
-            match tensors.get(name) {
-                None => {
-                    differences.push(format!("{name} {:?} is missing from the file", var.dims()))
-                }
-                Some(t) if t.dims() != var.dims() => differences.push(format!(
-                    "{name}: file {:?}, model {:?}",
-                    t.dims(),
-                    var.dims()
-                )),
-                Some(_) => {}
-            }
-        }
-        for (name, t) in &tensors {
-            if !vars.iter().any(|(n, _)| n == name) {
-                differences.push(format!(
-                    "{name} {:?} is in the file but not in the model",
-                    t.dims()
-                ));
-            }
-        }
+        let mut differences = saved::tensor_differences(&vars, &tensors, "file", |_| true);
         if !differences.is_empty() {
             differences.sort();
             return Err(Error::malformed(

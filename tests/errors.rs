@@ -365,3 +365,37 @@ fn gradient_clipping_bounds_the_update() {
     };
     assert!(Trainer::new(mlp_model(0), Box::new(Equal::sum()), bad).is_err());
 }
+
+/// Hyper-parameters set out of range after construction are refused when the trainer is
+/// built, as a typed error naming the strategy and the field, not at the first step.
+#[test]
+fn out_of_range_hyper_parameters_are_refused_when_the_trainer_is_built() {
+    use candle_mtl::weighting::gradient_based::{CaGradLibMtl, CaGradRescale};
+    use candle_mtl::weighting::{Cosmos, Famo, Pbi, Stch};
+    let mut famo = Famo::new(2);
+    famo.lr = 0.0;
+    let mut cagrad = CaGradLibMtl::new(0.5, CaGradRescale::OnePlusAlphaSquared).unwrap();
+    cagrad.max_iter = 0;
+    let cases: Vec<(Box<dyn TaskWeighting>, &str, &str)> = vec![
+        (Box::new(Cosmos::new(-1.0, Vec::new())), "cosmos", "lambda"),
+        (
+            Box::new(Pbi::new(f64::NAN, Vec::new(), None)),
+            "pbi",
+            "theta",
+        ),
+        (Box::new(Stch::new(0.0, None, None)), "stch", "mu"),
+        (Box::new(famo), "famo", "lr"),
+        (Box::new(cagrad), "cagrad-libmtl", "max_iter"),
+    ];
+    for (strategy, name, expected) in cases {
+        match Trainer::new(mlp_model(1), strategy, TrainerConfig::default()) {
+            Err(Error::InvalidHyperParameter {
+                strategy, field, ..
+            }) => {
+                assert_eq!((strategy.as_str(), field), (name, expected));
+            }
+            Err(other) => panic!("{name}: another error: {other}"),
+            Ok(_) => panic!("{name}: {expected} out of range was accepted"),
+        }
+    }
+}

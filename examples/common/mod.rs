@@ -1,5 +1,5 @@
 //! Helpers shared by the examples: a small flag parser, data-directory lookup, peak memory,
-//! and JSON output. Kept out of the library so that dependents do not build them.
+//! and JSON output (through serde_json, in `runs`). Kept out of the library so that dependents do not build them.
 #![allow(dead_code)]
 
 pub mod multi;
@@ -173,31 +173,6 @@ pub fn peak_memory_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
-}
-
-/// A JSON number (`null` for NaN or infinity).
-pub fn json_number(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v}")
-    } else {
-        "null".into()
-    }
-}
-
-/// A JSON string literal.
-pub fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// A trainer for `weighting`. Strategies that learn from held-out data (auto-lambda) get the

@@ -3,11 +3,46 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::Tensor;
+use candle_core::{Tensor, Var};
 
 use super::{representation_for, MultiTaskModel};
 use crate::error::{Error, Result};
 use crate::train::{EvalReport, TaskData};
+
+/// How the tensors of a file differ from the model's `expected` ones: each missing name, each
+/// shape that differs (both shapes) and each name of the file that `counts` but the model
+/// lacks; `source` names the file kind in the messages ("file", "checkpoint").
+pub(crate) fn tensor_differences(
+    expected: &[(String, Var)],
+    tensors: &HashMap<String, Tensor>,
+    source: &str,
+    counts: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut differences = Vec::new();
+    for (name, var) in expected {
+        match tensors.get(name) {
+            None => differences.push(format!(
+                "{name} {:?} is missing from the {source}",
+                var.dims()
+            )),
+            Some(t) if t.dims() != var.dims() => differences.push(format!(
+                "{name}: {source} {:?}, model {:?}",
+                t.dims(),
+                var.dims()
+            )),
+            Some(_) => {}
+        }
+    }
+    for (name, t) in tensors {
+        if counts(name) && !expected.iter().any(|(n, _)| n == name) {
+            differences.push(format!(
+                "{name} {:?} is in the {source} but not in the model",
+                t.dims()
+            ));
+        }
+    }
+    differences
+}
 
 /// Format tag of files written by [`MultiTaskModel::save`].
 const MODEL_FORMAT: &str = "candle-mtl-model/1";
@@ -84,27 +119,7 @@ impl MultiTaskModel {
         let tensors = candle_core::safetensors::load_buffer(&bytes, self.device())
             .map_err(|e| Error::malformed(path, format!("damaged file: {e}")))?;
         let state = self.params.named_state();
-        for (name, var) in &state {
-            match tensors.get(name) {
-                None => {
-                    differences.push(format!("{name} {:?} is missing from the file", var.dims()))
-                }
-                Some(t) if t.dims() != var.dims() => differences.push(format!(
-                    "{name}: file {:?}, model {:?}",
-                    t.dims(),
-                    var.dims()
-                )),
-                Some(_) => {}
-            }
-        }
-        for (name, t) in &tensors {
-            if !state.iter().any(|(n, _)| n == name) {
-                differences.push(format!(
-                    "{name} {:?} is in the file but not in the model",
-                    t.dims()
-                ));
-            }
-        }
+        differences.extend(tensor_differences(&state, &tensors, "file", |_| true));
         if !differences.is_empty() {
             differences.sort();
             return Err(Error::malformed(

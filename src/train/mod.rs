@@ -18,6 +18,8 @@ mod schedule;
 mod setup;
 mod step;
 mod tasks;
+#[cfg(feature = "tensorboard")]
+mod tensorboard;
 mod trainer;
 
 pub use builder::TrainerBuilder;
@@ -32,6 +34,8 @@ pub use observer::{CsvLog, JsonlLog, Observer};
 pub use progress::Progress;
 pub use report::{EpochReport, EvalReport, FitReport, StepReport, TaskEvaluation};
 pub use schedule::{EarlyStopping, LrSchedule};
+#[cfg(feature = "tensorboard")]
+pub use tensorboard::TensorBoardLog;
 pub use trainer::Trainer;
 
 use crate::data::{Batch, TensorDataset};

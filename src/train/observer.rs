@@ -5,6 +5,8 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use serde_json::{json, Map, Value};
+
 use super::{EpochReport, EvalReport, StepReport};
 use crate::error::{Error, Result};
 
@@ -37,53 +39,35 @@ pub trait Observer: Send {
     }
 }
 
-fn number(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v}")
-    } else {
-        "null".into()
-    }
-}
-
-fn quoted(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn object(names: &[String], values: &[f64]) -> String {
-    let fields: Vec<String> = names
+/// `{name: value}` for each task; non-finite values become `null`.
+fn object(names: &[String], values: &[f64]) -> Value {
+    names
         .iter()
         .zip(values)
-        .map(|(n, v)| format!("{}: {}", quoted(n), number(*v)))
-        .collect();
-    format!("{{{}}}", fields.join(", "))
+        .map(|(n, v)| (n.clone(), Value::from(*v)))
+        .collect::<Map<String, Value>>()
+        .into()
 }
 
 /// An evaluation as a JSON object `{task: {"loss": .., metric: ..}}`.
-fn eval_json(e: &EvalReport) -> String {
-    let tasks: Vec<String> = e
-        .tasks
+fn eval_json(e: &EvalReport) -> Value {
+    e.tasks
         .iter()
         .map(|t| {
-            let mut fields = vec![format!("\"loss\": {}", number(t.loss))];
-            fields.extend(
-                t.metrics
-                    .iter()
-                    .map(|(m, v)| format!("{}: {}", quoted(m.name()), number(*v))),
-            );
-            format!("{}: {{{}}}", quoted(&t.task), fields.join(", "))
+            let mut fields = Map::new();
+            fields.insert("loss".into(), Value::from(t.loss));
+            for (m, v) in &t.metrics {
+                fields.insert(m.name().to_string(), Value::from(*v));
+            }
+            (t.task.clone(), Value::Object(fields))
         })
-        .collect();
-    format!("{{{}}}", tasks.join(", "))
+        .collect::<Map<String, Value>>()
+        .into()
+}
+
+/// `Some(v)` as a number (`null` when not finite), `None` as `null`.
+fn optional(v: Option<f64>) -> Value {
+    v.map_or(Value::Null, Value::from)
 }
 
 fn create(path: &Path) -> Result<BufWriter<File>> {
@@ -123,53 +107,46 @@ impl JsonlLog {
         self
     }
 
-    fn line(&mut self, text: String) -> Result<()> {
-        writeln!(self.out, "{text}").map_err(|e| Error::io(&self.path, e))
+    fn line(&mut self, value: &Value) -> Result<()> {
+        serde_json::to_writer(&mut self.out, value)
+            .map_err(|e| Error::io(&self.path, std::io::Error::other(e)))?;
+        writeln!(self.out).map_err(|e| Error::io(&self.path, e))
     }
 }
 
 impl Observer for JsonlLog {
     fn on_eval(&mut self, step: u64, report: &EvalReport) -> Result<()> {
-        self.line(format!(
-            "{{\"type\": \"eval\", \"step\": {step}, \"eval\": {}}}",
-            eval_json(report)
-        ))
+        self.line(&json!({"type": "eval", "step": step, "eval": eval_json(report)}))
     }
 
     fn on_step(&mut self, task_names: &[String], r: &StepReport) -> Result<()> {
         let weights = r
             .weights
             .as_ref()
-            .map(|w| object(task_names, w))
-            .unwrap_or_else(|| "null".into());
+            .map_or(Value::Null, |w| object(task_names, w));
         let conflicts = r
             .gradient_stats
             .as_ref()
-            .map(|g| g.conflicting_pairs.to_string())
-            .unwrap_or_else(|| "null".into());
-        let text = format!(
-            "{{\"type\": \"step\", \"step\": {}, \"losses\": {}, \"weights\": {weights}, \"grad_norm\": {}, \"conflicting_pairs\": {conflicts}, \"skipped\": {}, \"samples\": {}, \"regularization\": {}}}",
-            r.step,
-            object(task_names, &r.losses),
-            r.grad_norm.map(number).unwrap_or_else(|| "null".into()),
-            r.skipped,
-            r.samples,
-            r.regularization.map(number).unwrap_or_else(|| "null".into())
-        );
-        self.line(text)
+            .map_or(Value::Null, |g| Value::from(g.conflicting_pairs));
+        self.line(&json!({
+            "type": "step",
+            "step": r.step,
+            "losses": object(task_names, &r.losses),
+            "weights": weights,
+            "grad_norm": optional(r.grad_norm),
+            "conflicting_pairs": conflicts,
+            "skipped": r.skipped,
+            "samples": r.samples,
+            "regularization": optional(r.regularization),
+        }))
     }
 
     fn on_epoch(&mut self, r: &EpochReport) -> Result<()> {
         let weights = r
             .mean_weights
             .as_ref()
-            .map(|w| object(&r.task_names, w))
-            .unwrap_or_else(|| "null".into());
-        let metrics = r
-            .eval
-            .as_ref()
-            .map(eval_json)
-            .unwrap_or_else(|| "null".into());
+            .map_or(Value::Null, |w| object(&r.task_names, w));
+        let metrics = r.eval.as_ref().map_or(Value::Null, eval_json);
         let delta_m = r
             .eval
             .as_ref()
@@ -183,24 +160,22 @@ impl Observer for JsonlLog {
                     })
                     .collect::<Option<Vec<_>>>()?;
                 crate::metrics::delta_m(&entries)
-            })
-            .map(number)
-            .unwrap_or_else(|| "null".into());
-        let text = format!(
-            "{{\"type\": \"epoch\", \"epoch\": {}, \"train_losses\": {}, \"mean_weights\": {weights}, \"eval\": {metrics}, \"delta_m\": {delta_m}, \"learning_rate\": {}, \"samples_per_second\": {}, \"seconds\": {}, \"data_seconds\": {}, \"steps\": {}, \"skipped_steps\": {}, \"regularization\": {}}}",
-            r.epoch,
-            object(&r.task_names, &r.train_losses),
-            number(r.learning_rate),
-            number(r.samples_per_second()),
-            number(r.seconds),
-            number(r.data_seconds),
-            r.steps,
-            r.skipped_steps,
-            r.mean_regularization
-                .map(number)
-                .unwrap_or_else(|| "null".into())
-        );
-        self.line(text)?;
+            });
+        self.line(&json!({
+            "type": "epoch",
+            "epoch": r.epoch,
+            "train_losses": object(&r.task_names, &r.train_losses),
+            "mean_weights": weights,
+            "eval": metrics,
+            "delta_m": optional(delta_m),
+            "learning_rate": Value::from(r.learning_rate),
+            "samples_per_second": Value::from(r.samples_per_second()),
+            "seconds": Value::from(r.seconds),
+            "data_seconds": Value::from(r.data_seconds),
+            "steps": r.steps,
+            "skipped_steps": r.skipped_steps,
+            "regularization": optional(r.mean_regularization),
+        }))?;
         self.out.flush().map_err(|e| Error::io(&self.path, e))
     }
 }

@@ -221,31 +221,9 @@ fn parameter_differences(
     expected: &[(String, Var)],
     tensors: &HashMap<String, Tensor>,
 ) -> Vec<String> {
-    let mut differences = Vec::new();
-    for (name, var) in expected {
-        match tensors.get(name) {
-            None => differences.push(format!(
-                "{name} {:?} is missing from the checkpoint",
-                var.dims()
-            )),
-            Some(t) if t.dims() != var.dims() => differences.push(format!(
-                "{name}: checkpoint {:?}, model {:?}",
-                t.dims(),
-                var.dims()
-            )),
-            Some(_) => {}
-        }
-    }
-    for (name, t) in tensors {
-        let is_param = name.starts_with("model.") || name.starts_with("params.");
-        if is_param && !expected.iter().any(|(n, _)| n == name) {
-            differences.push(format!(
-                "{name} {:?} is in the checkpoint but not in the model",
-                t.dims()
-            ));
-        }
-    }
-    differences
+    crate::model::tensor_differences(expected, tensors, "checkpoint", |name| {
+        name.starts_with("model.") || name.starts_with("params.")
+    })
 }
 
 /// Every configuration field and description key whose value differs. Checkpoints written

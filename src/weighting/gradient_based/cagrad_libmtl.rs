@@ -212,7 +212,17 @@ impl GradientMethod for CaGradLibMtl {
     }
 
     fn validate(&self) -> crate::Result<()> {
-        check("cagrad-libmtl", "calpha", self.calpha, Rule::NonNegative)
+        check("cagrad-libmtl", "calpha", self.calpha, Rule::NonNegative)?;
+        check("cagrad-libmtl", "tol", self.tol, Rule::Positive)?;
+        if self.max_iter == 0 {
+            return Err(crate::weighting::hyper::refuse(
+                "cagrad-libmtl",
+                "max_iter",
+                0,
+                "at least 1",
+            ));
+        }
+        Ok(())
     }
 
     fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {

@@ -2,6 +2,7 @@
 
 use super::scalarize::{check_finite, check_same_len, dot, norm, Scalarized};
 use crate::error::Result as CrateResult;
+use crate::weighting::hyper::{check, Rule};
 use crate::weighting::support::solver_error;
 use crate::weighting::{Decision, StepInput, TaskWeighting, WeightingSetup};
 
@@ -94,7 +95,10 @@ impl TaskWeighting for Cosmos {
     }
 
     /// Without a preference, every task gets `1/K`.
+    /// Also refuses, before training, a `lambda` that is negative or not finite
+    /// ([`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter)).
     fn prepare(&mut self, setup: &WeightingSetup) -> CrateResult<()> {
+        check("cosmos", "lambda", self.lambda, Rule::NonNegative)?;
         let k = setup.task_names.len();
         if self.weights.is_empty() {
             self.weights = vec![1.0 / k as f64; k];

@@ -2,6 +2,7 @@
 
 use super::scalarize::{check_finite, check_same_len, sized_for, softmax, Adam, Scalarized};
 use crate::error::Result as CrateResult;
+use crate::weighting::hyper::{check, Rule};
 use crate::weighting::support::solver_error;
 use crate::weighting::{AfterStep, Decision, Needs, StepInput, TaskWeighting, WeightingSetup};
 
@@ -227,7 +228,12 @@ impl TaskWeighting for Famo {
         }
     }
 
+    /// Also refuses, before training, a learning rate that is not finite and `> 0` or a weight
+    /// decay that is negative or not finite
+    /// ([`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter)).
     fn prepare(&mut self, setup: &WeightingSetup) -> CrateResult<()> {
+        check("famo", "lr", self.lr, Rule::Positive)?;
+        check("famo", "weight_decay", self.weight_decay, Rule::NonNegative)?;
         sized_for(&mut self.logits, setup.task_names.len(), "famo", "logits")
     }
 

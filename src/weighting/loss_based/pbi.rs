@@ -2,6 +2,7 @@
 
 use super::scalarize::{check_finite, check_same_len, dot, norm, Scalarized};
 use crate::error::Result as CrateResult;
+use crate::weighting::hyper::{check, Rule};
 use crate::weighting::support::solver_error;
 use crate::weighting::{Decision, StepInput, TaskWeighting, WeightingSetup};
 
@@ -119,7 +120,10 @@ impl TaskWeighting for Pbi {
     }
 
     /// Without a preference, every task gets `1/K`.
+    /// Also refuses, before training, a `theta` that is negative or not finite
+    /// ([`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter)).
     fn prepare(&mut self, setup: &WeightingSetup) -> CrateResult<()> {
+        check("pbi", "theta", self.theta, Rule::NonNegative)?;
         let k = setup.task_names.len();
         if self.weights.is_empty() {
             self.weights = vec![1.0 / k as f64; k];

@@ -2,8 +2,9 @@
 
 use super::scalarize::{check_finite, check_same_len, softmax, Scalarized};
 use crate::error::Result as CrateResult;
+use crate::weighting::hyper::{check, Rule};
 use crate::weighting::support::solver_error;
-use crate::weighting::{Decision, StepInput, TaskWeighting};
+use crate::weighting::{Decision, StepInput, TaskWeighting, WeightingSetup};
 
 /// Smooth Tchebycheff scalarisation: with `y_k = λ_k (L_k - z*_k)`,
 /// `S(L) = μ log Σ_k exp(y_k / μ)`, a smooth upper bound of `max_k y_k` that tightens as `μ → 0`
@@ -124,6 +125,12 @@ impl Stch {
 impl TaskWeighting for Stch {
     fn name(&self) -> &str {
         "stch"
+    }
+
+    /// Refuses, before training, a `mu` that is not finite and `> 0`
+    /// ([`Error::InvalidHyperParameter`](crate::Error::InvalidHyperParameter)).
+    fn prepare(&mut self, _setup: &WeightingSetup) -> CrateResult<()> {
+        check("stch", "mu", self.mu, Rule::Positive)
     }
 
     fn decide(&mut self, input: &StepInput) -> CrateResult<Decision> {
