@@ -298,3 +298,68 @@ fn buffers_are_checkpointed_and_resumed() {
         "statistics are not parameters"
     );
 }
+
+/// A Transformer's dropout generator is part of the model's state: a run resumed in a fresh
+/// trainer draws the same dropout masks as an uninterrupted one.
+#[test]
+fn transformer_dropout_resumes_exactly() {
+    use candle_mtl::encoder::{TransformerConfig, TransformerEncoder};
+    let mnist = fixture();
+    let data = cls_reg_dataset(&mnist.train.take(96));
+    let transformer = || {
+        let config = TransformerConfig {
+            input_dim: 28,
+            model_dim: 16,
+            heads: 2,
+            layers: 1,
+            ff_dim: 32,
+            dropout: 0.2,
+            ..Default::default()
+        };
+        MultiTaskModel::builder(&Device::Cpu, 3)
+            .encoder(|p| TransformerEncoder::new(&config, p))
+            .and_then(|b| {
+                b.task(TaskSpec::classification("digit"), |p| {
+                    LinearHead::new(16, 10, p)
+                })
+            })
+            .and_then(|b| b.task(TaskSpec::regression("value"), |p| LinearHead::new(16, 1, p)))
+            .and_then(|b| b.build())
+            .unwrap()
+    };
+    let make = || {
+        let config = TrainerConfig {
+            batch_size: 32,
+            seed: 4,
+            ..Default::default()
+        };
+        Trainer::new(transformer(), by_name("equal").unwrap(), config).unwrap()
+    };
+    let mut straight = make();
+    straight
+        .fit(TaskData::Shared(&data), None, 2, &mut |_| Ok(()))
+        .unwrap();
+    let path = temp_dir("resume-dropout").join("ckpt.safetensors");
+    let mut first = make();
+    first
+        .fit(TaskData::Shared(&data), None, 1, &mut |_| Ok(()))
+        .unwrap();
+    first.save_checkpoint(&path).unwrap();
+    drop(first);
+    let mut resumed = make();
+    resumed.load_checkpoint(&path).unwrap();
+    resumed
+        .fit(TaskData::Shared(&data), None, 1, &mut |_| Ok(()))
+        .unwrap();
+    assert_eq!(
+        params(&straight),
+        params(&resumed),
+        "dropout masks differ after resume"
+    );
+    assert!(straight
+        .model()
+        .params()
+        .named_buffers()
+        .iter()
+        .any(|(n, _)| n == "encoder.dropout_rng"));
+}

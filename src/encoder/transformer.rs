@@ -1,6 +1,6 @@
 use std::sync::Mutex;
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor, Var, D};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -114,7 +114,11 @@ pub struct TransformerEncoder {
     input: Dense,
     blocks: Vec<Block>,
     norm: LayerNorm,
-    rng: Mutex<ChaCha8Rng>,
+    /// The dropout generator's exact state (56 bytes as f32), a buffer `<path>.dropout_rng`
+    /// when dropout is on: saved in checkpoints, so a resumed run draws the same masks.
+    rng_state: Option<Var>,
+    /// Serialises the read-draw-write of `rng_state`.
+    rng_lock: Mutex<()>,
 }
 
 impl TransformerEncoder {
@@ -151,12 +155,20 @@ impl TransformerEncoder {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let rng_state = if config.dropout > 0.0 {
+            let state = path.buffer("dropout_rng", &[56], 0.0)?;
+            store_rng(&state, &ChaCha8Rng::seed_from_u64(config.dropout_seed))?;
+            Some(state)
+        } else {
+            None
+        };
         Ok(Self {
             config: config.clone(),
             input: Dense::new(config.input_dim, d, &path.pp("input"))?,
             blocks,
             norm: LayerNorm::new(d, &path.pp("norm"))?,
-            rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.dropout_seed)),
+            rng_state,
+            rng_lock: Mutex::new(()),
         })
     }
 
@@ -176,17 +188,19 @@ impl TransformerEncoder {
     /// Inverted dropout from the encoder's seeded generator.
     fn dropout(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let p = self.config.dropout;
-        if !train || p == 0.0 {
+        let (true, Some(state)) = (train && p > 0.0, &self.rng_state) else {
             return Ok(xs.clone());
-        }
-        let mut rng = match self.rng.lock() {
+        };
+        let _guard = match self.rng_lock.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
+        let mut rng = load_rng(state)?;
         let scale = (1.0 / (1.0 - p)) as f32;
         let mask: Vec<f32> = (0..xs.elem_count())
             .map(|_| if rng.random::<f64>() < p { 0.0 } else { scale })
             .collect();
+        store_rng(state, &rng)?;
         let mask = Tensor::from_vec(mask, xs.dims(), &Device::Cpu)?.to_device(xs.device())?;
         Ok((xs * mask.to_dtype(xs.dtype())?)?)
     }
@@ -217,6 +231,29 @@ impl TransformerEncoder {
             .reshape((n, t, d))?;
         block.out.forward(&context)
     }
+}
+
+/// Writes `rng`'s exact state into the buffer `state`.
+fn store_rng(state: &Var, rng: &ChaCha8Rng) -> Result<()> {
+    let bytes: Vec<f32> = crate::weighting::support::chacha_to_bytes(rng)
+        .into_iter()
+        .map(f32::from)
+        .collect();
+    state.set(&Tensor::from_vec(bytes, 56, &Device::Cpu)?.to_device(state.device())?)?;
+    Ok(())
+}
+
+/// The generator whose state the buffer `state` holds.
+fn load_rng(state: &Var) -> Result<ChaCha8Rng> {
+    let bytes: Vec<u8> = state
+        .as_tensor()
+        .to_vec1::<f32>()?
+        .into_iter()
+        .map(|b| b as u8)
+        .collect();
+    crate::weighting::support::chacha_from_bytes(&bytes).ok_or_else(|| {
+        Error::DataMismatch("the Transformer's dropout generator state is damaged".into())
+    })
 }
 
 impl SharedEncoder for TransformerEncoder {
