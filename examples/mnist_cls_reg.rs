@@ -18,11 +18,14 @@ use candle_mtl::data::load_mnist;
 use candle_mtl::device::describe;
 use candle_mtl::prelude::*;
 use candle_mtl::train::{CsvLog, JsonlLog};
+use common::cls_reg_dataset as dataset;
 use common::runs::{
     apply_checkpoint_flags, number, parameter_digest, resume_if_asked, write_json,
     CHECKPOINT_FLAGS, CHECKPOINT_USAGE, RESUME_FLAG,
 };
-use common::{build_trainer, cls_reg_model, locate_mnist, main_with, peak_memory_mib, Args};
+use common::{
+    build_trainer, cls_reg_metrics, cls_reg_model, locate_mnist, main_with, peak_memory_mib, Args,
+};
 
 const USAGE: &str = "mnist_cls_reg: MNIST digit class + digit value from one shared CNN
 
@@ -54,8 +57,6 @@ USAGE: cargo run --release --example mnist_cls_reg -- [FLAGS]
 fn usage() -> String {
     USAGE.replace("{CHECKPOINTS}", CHECKPOINT_USAGE)
 }
-
-use common::cls_reg_dataset as dataset;
 
 fn run(args: &Args) -> Result<()> {
     let epochs: usize = args.parse_or("epochs", 2, "expected a whole number of epochs")?;
@@ -180,14 +181,7 @@ fn run(args: &Args) -> Result<()> {
             "train_samples": train.len(),
             "test_samples": test.len(),
             "device": describe(&device),
-            "tasks": {
-                "digit": {"accuracy": number(get("digit", Metric::Accuracy))},
-                "value": {
-                    "mae": number(get("value", Metric::Mae)),
-                    "mse": number(get("value", Metric::Mse)),
-                    "rmse": number(get("value", Metric::Rmse)),
-                },
-            },
+            "tasks": cls_reg_metrics(&get),
             "final_epoch_train_losses": train_losses.iter().map(|&l| number(l)).collect::<Vec<_>>(),
             "parameters_digest": parameter_digest(trainer.model())?,
         });

@@ -13,8 +13,8 @@ mod common;
 use candle_core::Device;
 use candle_mtl::data::load_mnist;
 use candle_mtl::prelude::*;
-use common::runs::{number, write_json};
-use common::{cls_reg_dataset, cls_reg_model, locate_mnist, main_with, Args};
+use common::runs::write_json;
+use common::{cls_reg_dataset, cls_reg_metrics, cls_reg_model, locate_mnist, main_with, Args};
 
 const USAGE: &str = "predict: MNIST digit class and value from a model saved by mnist_cls_reg
 
@@ -97,14 +97,7 @@ fn run(args: &Args) -> Result<()> {
             "example": "predict",
             "model": model_path,
             "test_samples": test.len(),
-            "tasks": {
-                "digit": {"accuracy": number(get("digit", Metric::Accuracy))},
-                "value": {
-                    "mae": number(get("value", Metric::Mae)),
-                    "mse": number(get("value", Metric::Mse)),
-                    "rmse": number(get("value", Metric::Rmse)),
-                },
-            },
+            "tasks": cls_reg_metrics(&get),
         });
         write_json(path, &json)?;
         println!("summary written to {path}");

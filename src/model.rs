@@ -249,21 +249,12 @@ impl MultiTaskModel {
     /// parameters loaded.
     pub fn load_component(&self, component: &Component, path: impl AsRef<Path>) -> Result<usize> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| Error::malformed(path, format!("not a safetensors file: {e}")))?;
-        let metadata = meta.metadata().clone().unwrap_or_default();
-        if metadata.get("format").map(String::as_str) != Some(COMPONENT_FORMAT) {
-            return Err(Error::malformed(
-                path,
-                format!(
-                    "not a saved model component (format {:?}, expected {COMPONENT_FORMAT})",
-                    metadata.get("format")
-                ),
-            ));
-        }
-        let tensors = candle_core::safetensors::load_buffer(&bytes, self.device())
-            .map_err(|e| Error::malformed(path, format!("damaged file: {e}")))?;
+        let (tensors, metadata) = crate::train::checkpoint::load_tagged(
+            path,
+            self.device(),
+            COMPONENT_FORMAT,
+            "saved model component",
+        )?;
         let vars = self.component_vars(component);
         let mut differences = saved::tensor_differences(&vars, &tensors, "file", |_| true);
         if !differences.is_empty() {

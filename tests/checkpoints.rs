@@ -222,65 +222,86 @@ fn fit_keeps_the_last_checkpoints_and_the_best() {
     assert_eq!(restored.epochs_done(), best_epoch + 1);
 }
 
-/// Batch norm statistics are buffers: saved in checkpoints and restored on resume, so the
-/// resumed model evaluates exactly as the uninterrupted one.
-#[test]
-fn buffers_are_checkpointed_and_resumed() {
-    use candle_mtl::encoder::{ResNet, ResNetConfig};
-    let mnist = fixture();
-    let data = cls_reg_dataset(&mnist.train.take(128));
-    let resnet = || {
-        MultiTaskModel::builder(&Device::Cpu, 2)
-            .encoder(|p| ResNet::new(&ResNetConfig::small(1, 2), p))
+/// Every parameter and buffer, by name.
+fn state(t: &Trainer) -> Vec<(String, Vec<f32>)> {
+    t.model()
+        .params()
+        .named_state()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.clone(),
+                v.as_tensor().flatten_all().unwrap().to_vec1().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Two epochs straight, and one epoch + checkpoint + a fresh trainer resumed for the second:
+/// both trainers, for the caller to compare.
+fn straight_and_resumed(
+    encoder: impl Fn(&candle_mtl::params::ParamPath) -> Result<Box<dyn SharedEncoder>>,
+    width: usize,
+    seed: u64,
+    samples: usize,
+    name: &str,
+) -> (Trainer, Trainer) {
+    let data = cls_reg_dataset(&fixture().train.take(samples));
+    let make = || {
+        let model = MultiTaskModel::builder(&Device::Cpu, seed)
+            .encoder(&encoder)
             .and_then(|b| {
                 b.task(TaskSpec::classification("digit"), |p| {
-                    LinearHead::new(16, 10, p)
+                    LinearHead::new(width, 10, p)
                 })
             })
-            .and_then(|b| b.task(TaskSpec::regression("value"), |p| LinearHead::new(16, 1, p)))
+            .and_then(|b| {
+                b.task(TaskSpec::regression("value"), |p| {
+                    LinearHead::new(width, 1, p)
+                })
+            })
             .and_then(|b| b.build())
-            .unwrap()
-    };
-    let make = || {
+            .unwrap();
         let config = TrainerConfig {
             batch_size: 32,
-            seed: 1,
+            seed: seed + 1,
             ..Default::default()
         };
-        Trainer::new(resnet(), by_name("equal").unwrap(), config).unwrap()
-    };
-    let state = |t: &Trainer| -> Vec<(String, Vec<f32>)> {
-        t.model()
-            .params()
-            .named_state()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.clone(),
-                    v.as_tensor().flatten_all().unwrap().to_vec1().unwrap(),
-                )
-            })
-            .collect()
+        Trainer::new(model, by_name("equal").unwrap(), config).unwrap()
     };
     let mut straight = make();
     straight
         .fit(TaskData::Shared(&data), None, 2, &mut |_| Ok(()))
         .unwrap();
-
-    let path = temp_dir("resume-buffers").join("ckpt.safetensors");
+    let path = temp_dir(name).join("ckpt.safetensors");
     let mut first = make();
     first
         .fit(TaskData::Shared(&data), None, 1, &mut |_| Ok(()))
         .unwrap();
     first.save_checkpoint(&path).unwrap();
-    let buffers = first.model().params().named_buffers();
-    assert!(buffers.iter().any(|(n, _)| n == "encoder.bn1.running_mean"));
     drop(first);
     let mut resumed = make();
     resumed.load_checkpoint(&path).unwrap();
     resumed
         .fit(TaskData::Shared(&data), None, 1, &mut |_| Ok(()))
         .unwrap();
+    (straight, resumed)
+}
+
+/// Batch norm statistics are buffers: saved in checkpoints and restored on resume, so the
+/// resumed model evaluates exactly as the uninterrupted one.
+#[test]
+fn buffers_are_checkpointed_and_resumed() {
+    use candle_mtl::encoder::{ResNet, ResNetConfig};
+    let (straight, resumed) = straight_and_resumed(
+        |p| Ok(Box::new(ResNet::new(&ResNetConfig::small(1, 2), p)?)),
+        16,
+        1,
+        128,
+        "resume-buffers",
+    );
+    let buffers = resumed.model().params().named_buffers();
+    assert!(buffers.iter().any(|(n, _)| n == "encoder.bn1.running_mean"));
     assert_eq!(
         state(&straight),
         state(&resumed),
@@ -304,53 +325,22 @@ fn buffers_are_checkpointed_and_resumed() {
 #[test]
 fn transformer_dropout_resumes_exactly() {
     use candle_mtl::encoder::{TransformerConfig, TransformerEncoder};
-    let mnist = fixture();
-    let data = cls_reg_dataset(&mnist.train.take(96));
-    let transformer = || {
-        let config = TransformerConfig {
-            input_dim: 28,
-            model_dim: 16,
-            heads: 2,
-            layers: 1,
-            ff_dim: 32,
-            dropout: 0.2,
-            ..Default::default()
-        };
-        MultiTaskModel::builder(&Device::Cpu, 3)
-            .encoder(|p| TransformerEncoder::new(&config, p))
-            .and_then(|b| {
-                b.task(TaskSpec::classification("digit"), |p| {
-                    LinearHead::new(16, 10, p)
-                })
-            })
-            .and_then(|b| b.task(TaskSpec::regression("value"), |p| LinearHead::new(16, 1, p)))
-            .and_then(|b| b.build())
-            .unwrap()
+    let config = TransformerConfig {
+        input_dim: 28,
+        model_dim: 16,
+        heads: 2,
+        layers: 1,
+        ff_dim: 32,
+        dropout: 0.2,
+        ..Default::default()
     };
-    let make = || {
-        let config = TrainerConfig {
-            batch_size: 32,
-            seed: 4,
-            ..Default::default()
-        };
-        Trainer::new(transformer(), by_name("equal").unwrap(), config).unwrap()
-    };
-    let mut straight = make();
-    straight
-        .fit(TaskData::Shared(&data), None, 2, &mut |_| Ok(()))
-        .unwrap();
-    let path = temp_dir("resume-dropout").join("ckpt.safetensors");
-    let mut first = make();
-    first
-        .fit(TaskData::Shared(&data), None, 1, &mut |_| Ok(()))
-        .unwrap();
-    first.save_checkpoint(&path).unwrap();
-    drop(first);
-    let mut resumed = make();
-    resumed.load_checkpoint(&path).unwrap();
-    resumed
-        .fit(TaskData::Shared(&data), None, 1, &mut |_| Ok(()))
-        .unwrap();
+    let (straight, resumed) = straight_and_resumed(
+        |p| Ok(Box::new(TransformerEncoder::new(&config, p)?)),
+        16,
+        3,
+        96,
+        "resume-dropout",
+    );
     assert_eq!(
         params(&straight),
         params(&resumed),

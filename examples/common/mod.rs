@@ -167,6 +167,23 @@ pub fn locate_mnist(explicit: Option<&str>) -> candle_mtl::Result<(PathBuf, Stri
     )
 }
 
+/// The summaries' `tasks` object of the `mnist_cls_reg` model: digit accuracy, value MAE,
+/// MSE and RMSE, from `get(task, metric)`.
+pub fn cls_reg_metrics(
+    get: &dyn Fn(&str, candle_mtl::metrics::Metric) -> f64,
+) -> serde_json::Value {
+    use candle_mtl::metrics::Metric;
+    use runs::number;
+    serde_json::json!({
+        "digit": {"accuracy": number(get("digit", Metric::Accuracy))},
+        "value": {
+            "mae": number(get("value", Metric::Mae)),
+            "mse": number(get("value", Metric::Mse)),
+            "rmse": number(get("value", Metric::Rmse)),
+        },
+    })
+}
+
 /// Peak resident memory of this process in MiB (Linux), if known.
 pub fn peak_memory_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

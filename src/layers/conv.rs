@@ -4,6 +4,24 @@ use crate::error::{Error, Result};
 use crate::ops::{self, ConvOptions};
 use crate::params::{Param, ParamPath};
 
+/// Refuses a convolution with no channels, no kernel or no stride, naming the layer.
+fn check_shape(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    path: &ParamPath,
+) -> Result<()> {
+    if in_channels == 0 || out_channels == 0 || kernel == 0 || stride == 0 {
+        return Err(Error::config(
+            path.full_name("shape"),
+            format!("in={in_channels} out={out_channels} kernel={kernel} stride={stride}"),
+            "channels, kernel and stride must be positive",
+        ));
+    }
+    Ok(())
+}
+
 /// A 2-D convolution with square kernels, initialised as PyTorch's `nn.Conv2d`
 /// (weight and bias from U(-1/sqrt(fan_in), 1/sqrt(fan_in)), `fan_in = in_channels * k * k`).
 ///
@@ -30,13 +48,7 @@ impl Conv2d {
         stride: usize,
         path: &ParamPath,
     ) -> Result<Self> {
-        if in_channels == 0 || out_channels == 0 || kernel == 0 || stride == 0 {
-            return Err(Error::config(
-                path.full_name("shape"),
-                format!("in={in_channels} out={out_channels} kernel={kernel} stride={stride}"),
-                "channels, kernel and stride must be positive",
-            ));
-        }
+        check_shape(in_channels, out_channels, kernel, stride, path)?;
         let fan_in = in_channels * kernel * kernel;
         let bound = 1.0 / (fan_in as f64).sqrt();
         let weight = path.uniform(
@@ -59,13 +71,7 @@ impl Conv2d {
         stride: usize,
         path: &ParamPath,
     ) -> Result<Self> {
-        if in_channels == 0 || out_channels == 0 || kernel == 0 || stride == 0 {
-            return Err(Error::config(
-                path.full_name("shape"),
-                format!("in={in_channels} out={out_channels} kernel={kernel} stride={stride}"),
-                "channels, kernel and stride must be positive",
-            ));
-        }
+        check_shape(in_channels, out_channels, kernel, stride, path)?;
         let init = candle_nn::Init::Kaiming {
             dist: candle_nn::init::NormalOrUniform::Normal,
             fan: candle_nn::init::FanInOut::FanOut,

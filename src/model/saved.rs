@@ -95,19 +95,12 @@ impl MultiTaskModel {
     /// the error lists every difference. Returns the number of tensors loaded.
     pub fn load_weights(&self, path: impl AsRef<Path>) -> Result<usize> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| Error::malformed(path, format!("not a safetensors file: {e}")))?;
-        let metadata = meta.metadata().clone().unwrap_or_default();
-        if metadata.get("format").map(String::as_str) != Some(MODEL_FORMAT) {
-            return Err(Error::malformed(
-                path,
-                format!(
-                    "not a saved candle-mtl model (format {:?}, expected {MODEL_FORMAT})",
-                    metadata.get("format")
-                ),
-            ));
-        }
+        let (tensors, metadata) = crate::train::checkpoint::load_tagged(
+            path,
+            self.device(),
+            MODEL_FORMAT,
+            "saved candle-mtl model",
+        )?;
         let mut differences = Vec::new();
         for (key, ours) in self.spec_entries() {
             match metadata.get(&key) {
@@ -116,8 +109,6 @@ impl MultiTaskModel {
                 None => differences.push(format!("{key}: not in the file, model '{ours}'")),
             }
         }
-        let tensors = candle_core::safetensors::load_buffer(&bytes, self.device())
-            .map_err(|e| Error::malformed(path, format!("damaged file: {e}")))?;
         let state = self.params.named_state();
         differences.extend(tensor_differences(&state, &tensors, "file", |_| true));
         if !differences.is_empty() {

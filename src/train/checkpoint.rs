@@ -124,21 +124,32 @@ pub(crate) fn load(
     path: &Path,
     device: &Device,
 ) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+    load_tagged(path, device, FORMAT, "candle-mtl checkpoint")
+}
+
+/// Reads a safetensors file written by this crate: its tensors (on `device`) and metadata,
+/// refusing one whose `format` tag is not `format` (a `what`, named in the error).
+pub(crate) fn load_tagged(
+    path: &Path,
+    device: &Device,
+    format: &str,
+    what: &str,
+) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| Error::malformed(path, format!("not a safetensors file: {e}")))?;
     let metadata = meta.metadata().clone().unwrap_or_default();
-    if metadata.get("format").map(String::as_str) != Some(FORMAT) {
+    if metadata.get("format").map(String::as_str) != Some(format) {
         return Err(Error::malformed(
             path,
             format!(
-                "not a candle-mtl checkpoint (format {:?}, expected {FORMAT})",
+                "not a {what} (format {:?}, expected {format})",
                 metadata.get("format")
             ),
         ));
     }
     let tensors = candle_core::safetensors::load_buffer(&bytes, device)
-        .map_err(|e| Error::malformed(path, format!("damaged checkpoint: {e}")))?;
+        .map_err(|e| Error::malformed(path, format!("damaged file: {e}")))?;
     Ok((tensors, metadata))
 }
 

@@ -2,6 +2,8 @@
 //! encoder/decoder phases ([`TrainingMode::EncoderDecoder`]) turned into freeze flags, on top
 //! of what the user froze before building the trainer.
 
+use std::collections::HashSet;
+
 use super::mode::{Phase, PhaseSchedule, TrainingMode, UnfreezeSchedule};
 use crate::error::Result;
 use crate::model::{MultiTaskModel, ENCODER_PREFIX, HEADS_PREFIX, STEMS_PREFIX};
@@ -22,7 +24,7 @@ pub(crate) struct FreezePlan {
     /// The encoder's layer groups (`encoder.<group>`); empty: the encoder is one layer.
     groups: Vec<String>,
     /// Parameters frozen when the trainer was built: they stay frozen.
-    user_frozen: Vec<String>,
+    user_frozen: HashSet<String>,
     applied: Option<Trainable>,
 }
 
