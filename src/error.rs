@@ -53,6 +53,36 @@ pub enum Error {
         problem: String,
     },
 
+    /// A row of a manifest (a CSV file listing samples) is wrong: the file, the 1-based line
+    /// and, where one is at fault, the column.
+    #[error(
+        "{}: line {line}{}: {problem}",
+        manifest.display(),
+        column.as_ref().map(|c| format!(", column '{c}'")).unwrap_or_default()
+    )]
+    BadRow {
+        /// The manifest.
+        manifest: PathBuf,
+        /// Line in the manifest, 1-based (the header is line 1).
+        line: u64,
+        /// The column at fault, when one is.
+        column: Option<String>,
+        /// What is wrong, with the value found.
+        problem: String,
+    },
+
+    /// A sample's file (an image listed by a manifest or found in a folder tree) could not
+    /// be read or decoded.
+    #[error("{}: {problem} (sample listed at {origin})", file.display())]
+    BadSampleFile {
+        /// The file at fault.
+        file: PathBuf,
+        /// Where the sample was listed (`train.csv line 12`, `folder cat/`).
+        origin: String,
+        /// What went wrong.
+        problem: String,
+    },
+
     /// A task head expects a different input size than the encoder produces.
     #[error(
         "head of task '{task}' takes inputs of size {head_input}, \

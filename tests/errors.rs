@@ -180,7 +180,7 @@ fn data_that_does_not_match_the_tasks_is_refused() {
 
     let both = cls_reg_dataset(&mnist.test);
     let msg = trainer
-        .train_epoch(TaskData::PerTask(std::slice::from_ref(&both)))
+        .train_epoch(TaskData::PerTask(&[both]))
         .unwrap_err()
         .to_string();
     assert!(msg.contains("SingleInput"), "{msg}");

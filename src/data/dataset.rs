@@ -1,206 +1,447 @@
-use candle_core::{Device, Tensor};
+//! The [`Dataset`] trait: random access to samples, each with an input and, per task, a
+//! label or "missing".
 
-use rand::Rng;
+use candle_core::{DType, Device, Tensor};
+use rand::RngCore;
 
-use super::{Augment, Batch, ImageDataset, Normalize};
+use super::Batch;
 use crate::error::{Error, Result};
 
-/// An in-memory dataset: inputs `(N, ...)` and one named target tensor `(N, ...)` per task.
-///
-/// Inputs stay in their stored type (u8 pixels take a quarter of the memory of f32) on the CPU;
-/// [`batch`](TensorDataset::batch) gathers rows, moves them to the device and applies the
-/// [`Normalize`] transform. Targets are named after the tasks that read them.
-///
-/// ```
-/// use candle_core::{Device, Tensor};
-/// use candle_mtl::data::TensorDataset;
-/// let x = Tensor::zeros((3, 2), candle_core::DType::F32, &Device::Cpu)?;
-/// let ds = TensorDataset::new(x)
-///     .with_target("label", Tensor::new(&[0u32, 1, 0], &Device::Cpu)?)?;
-/// let batch = ds.batch(&[2, 0], &Device::Cpu)?;
-/// assert_eq!(batch.inputs.dims(), &[2, 2]);
-/// assert_eq!(batch.target("label").unwrap().to_vec1::<u32>()?, vec![0, 0]);
-/// # Ok::<(), candle_mtl::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct TensorDataset {
-    inputs: Tensor,
-    normalize: Option<Normalize>,
-    augment: Vec<Augment>,
-    targets: Vec<(String, Tensor)>,
+/// One task's label of one sample.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// A class index (classification tasks).
+    Class(u32),
+    /// Regression values, as many as the task's [`TargetKind::Values`] shape holds (one for
+    /// a scalar target).
+    Values(Vec<f32>),
 }
 
-impl TensorDataset {
-    /// A dataset of `inputs` (first dimension = samples) with no targets yet.
-    pub fn new(inputs: Tensor) -> Self {
-        Self {
-            inputs,
-            normalize: None,
-            augment: Vec::new(),
-            targets: Vec::new(),
-        }
-    }
+/// What a dataset's target for a task holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetKind {
+    /// Class indices: batches hold them as u32 `(N,)`.
+    Classes,
+    /// Real values of a fixed shape per sample (`[]` for a scalar): batches hold them as f32
+    /// `(N, ...shape)`.
+    Values {
+        /// Shape of one sample's target.
+        shape: Vec<usize>,
+    },
+}
 
-    /// The images of an [`ImageDataset`] as inputs, normalised by `normalize` at batch time.
-    pub fn from_images(images: &ImageDataset, normalize: Normalize) -> Result<Self> {
-        Ok(Self::new(images.images_tensor()?).with_normalize(normalize))
-    }
+/// A target a dataset provides: the task's name and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetInfo {
+    /// The task that reads this target.
+    pub name: String,
+    /// Classes or values.
+    pub kind: TargetKind,
+}
 
-    /// Sets the normalisation applied to each batch's inputs.
-    pub fn with_normalize(mut self, normalize: Normalize) -> Self {
-        self.normalize = Some(normalize);
-        self
-    }
+/// One sample: its input (on the CPU, of the dataset's input shape) and, for each of the
+/// dataset's [`targets`](Dataset::targets) in order, its label or `None` when the sample is
+/// not labelled for that task.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// The input, `input_shape` of the dataset, u8 or f32 (or u32 token ids).
+    pub input: Tensor,
+    /// Labels in the order of [`Dataset::targets`]; `None`: missing.
+    pub targets: Vec<Option<Target>>,
+}
 
-    /// Sets the random augmentations applied to training batches (see
-    /// [`training_batch`](TensorDataset::training_batch)); evaluation batches are never augmented.
-    pub fn with_augment(mut self, augment: Vec<Augment>) -> Self {
-        self.augment = augment;
-        self
-    }
+/// The largest class index among the labelled samples of a task, and where it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassRange {
+    /// The largest class index.
+    pub max: u32,
+    /// The first sample holding it.
+    pub index: usize,
+}
 
-    /// True when training batches are augmented.
-    pub fn has_augment(&self) -> bool {
-        !self.augment.is_empty()
-    }
-
-    /// Adds the target of task `name`; its first dimension must equal the number of samples.
-    pub fn with_target(mut self, name: impl Into<String>, target: Tensor) -> Result<Self> {
-        let name = name.into();
-        let n = target.dims().first().copied().unwrap_or(0);
-        if n != self.len() {
-            return Err(Error::DataMismatch(format!(
-                "target '{name}' has {n} rows but the dataset has {} samples",
-                self.len()
-            )));
-        }
-        if self.targets.iter().any(|(t, _)| *t == name) {
-            return Err(Error::DataMismatch(format!("target '{name}' added twice")));
-        }
-        self.targets.push((name, target));
-        Ok(self)
-    }
-
-    /// Marks which samples carry a label for task `task` (partially labelled data): `mask`
-    /// has one entry per sample, non-zero where the label is present. Unlabelled samples add
-    /// nothing to the task's loss, gradient or metrics; their target values are ignored (any
-    /// placeholder will do). Stored as the target `<task>.mask`.
-    pub fn with_label_mask(self, task: &str, mask: Tensor) -> Result<Self> {
-        let n = self.len();
-        if mask.dims() != [n] {
-            return Err(Error::DataMismatch(format!(
-                "label mask of task '{task}' has shape {:?}, expected ({n},)",
-                mask.dims()
-            )));
-        }
-        let mask = mask
-            .to_dtype(candle_core::DType::F32)?
-            .ne(0f32)?
-            .to_dtype(candle_core::DType::U8)?;
-        self.with_target(super::mask_name(task), mask)
-    }
-
-    /// The label mask of task `task`, if one was set.
-    pub fn label_mask(&self, task: &str) -> Option<&Tensor> {
-        self.target(&super::mask_name(task))
-    }
-
+/// Random access to a multi-task dataset.
+///
+/// The trainer, [`evaluate`](crate::model::MultiTaskModel::evaluate) and the
+/// [`DataLoader`](super::DataLoader) read any `Dataset`. An implementation needs
+/// [`len`](Dataset::len), [`input_shape`](Dataset::input_shape),
+/// [`targets`](Dataset::targets) and [`get`](Dataset::get); the provided methods collate
+/// samples into a [`Batch`] (a missing label becomes a placeholder plus the task's label mask,
+/// so it adds nothing to the loss or the metrics). Sources with a faster way to make a batch
+/// (gathering rows of a tensor or of a memory-mapped file) override
+/// [`read_batch`](Dataset::read_batch).
+///
+/// Every method must be deterministic: the same index gives the same sample, whatever thread
+/// asks. Randomness (augmentation) comes only from the generator handed to
+/// [`read_training_batch`](Dataset::read_training_batch).
+pub trait Dataset: Send + Sync {
     /// Number of samples.
-    pub fn len(&self) -> usize {
-        self.inputs.dims().first().copied().unwrap_or(0)
-    }
+    fn len(&self) -> usize;
 
     /// True when there are no samples.
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Shape of one input sample.
-    pub fn input_shape(&self) -> &[usize] {
-        self.inputs.dims().get(1..).unwrap_or(&[])
+    /// Shape of one sample's input.
+    fn input_shape(&self) -> Vec<usize>;
+
+    /// The targets this dataset labels, one per task, in the order of [`Sample::targets`].
+    fn targets(&self) -> Vec<TargetInfo>;
+
+    /// The sample at `index` (`0..len`).
+    fn get(&self, index: usize) -> Result<Sample>;
+
+    /// The label of sample `index` for target number `target`, without reading its input.
+    /// The default reads the whole sample; sources that hold labels apart from inputs (a
+    /// manifest, in-memory targets) answer without decoding anything.
+    fn target(&self, index: usize, target: usize) -> Result<Option<Target>> {
+        let mut sample = self.get(index)?;
+        Ok(sample.targets.get_mut(target).and_then(Option::take))
     }
 
-    /// The target of task `name`, all samples.
-    pub fn target(&self, name: &str) -> Option<&Tensor> {
-        self.targets.iter().find(|(t, _)| t == name).map(|(_, v)| v)
+    /// Where sample `index` comes from, for error messages (`train.csv line 12`).
+    fn origin(&self, index: usize) -> String {
+        format!("sample {index}")
     }
 
-    /// Names of the targets, in the order they were added.
-    pub fn target_names(&self) -> Vec<&str> {
-        self.targets.iter().map(|(n, _)| n.as_str()).collect()
+    /// The samples at `indices` as one batch on the CPU, without augmentation.
+    fn read_batch(&self, indices: &[u32]) -> Result<Batch> {
+        collate(self, indices)
     }
 
-    /// The samples at `indices`, on `device`, inputs normalised (no augmentation).
-    pub fn batch(&self, indices: &[u32], device: &Device) -> Result<Batch> {
-        self.make_batch(indices, device, None::<&mut rand_chacha::ChaCha8Rng>)
+    /// The samples at `indices` for training: like [`read_batch`](Dataset::read_batch), with
+    /// any random augmentation drawn from `rng`.
+    fn read_training_batch(&self, indices: &[u32], rng: &mut dyn RngCore) -> Result<Batch> {
+        let _ = rng;
+        self.read_batch(indices)
     }
 
-    /// Like [`batch`](TensorDataset::batch), with the dataset's augmentations drawn from `rng`
-    /// applied before normalisation.
-    pub fn training_batch(
-        &self,
-        indices: &[u32],
-        device: &Device,
-        rng: &mut impl Rng,
-    ) -> Result<Batch> {
-        self.make_batch(indices, device, Some(rng))
+    /// True when [`read_training_batch`](Dataset::read_training_batch) draws from its
+    /// generator (the trainer then seeds one per batch).
+    fn augments(&self) -> bool {
+        false
     }
 
-    fn make_batch<R: Rng>(
-        &self,
-        indices: &[u32],
-        device: &Device,
-        rng: Option<&mut R>,
-    ) -> Result<Batch> {
-        let (inputs, targets) = self.select(indices)?;
-        let inputs = match rng {
-            Some(rng) if !self.augment.is_empty() => {
-                Augment::apply_all(&self.augment, &inputs, rng)?
+    /// The largest class index of target `name` among labelled samples (`None` for a target
+    /// of values, or when no sample is labelled). The default reads every label through
+    /// [`target`](Dataset::target).
+    fn class_range(&self, name: &str) -> Result<Option<ClassRange>> {
+        let Some(t) = self.targets().iter().position(|t| t.name == name) else {
+            return Ok(None);
+        };
+        let mut best: Option<ClassRange> = None;
+        for index in 0..self.len() {
+            if let Some(Target::Class(c)) = self.target(index, t)? {
+                if best.as_ref().is_none_or(|b| c > b.max) {
+                    best = Some(ClassRange { max: c, index });
+                }
             }
-            _ => inputs,
-        };
-        let inputs = inputs.to_device(device)?;
-        let inputs = match &self.normalize {
-            Some(n) => n.apply(&inputs)?,
-            None => inputs,
-        };
-        let targets = targets
-            .into_iter()
-            .map(|(name, t)| Ok((name, t.to_device(device)?)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Batch { inputs, targets })
+        }
+        Ok(best)
     }
+}
 
-    /// A new dataset holding the samples at `indices`, with the same normalisation.
-    pub fn subset(&self, indices: &[u32]) -> Result<TensorDataset> {
-        let (inputs, targets) = self.select(indices)?;
-        Ok(TensorDataset {
-            inputs,
-            normalize: self.normalize.clone(),
-            augment: self.augment.clone(),
-            targets,
-        })
-    }
-
-    fn select(&self, indices: &[u32]) -> Result<(Tensor, Vec<(String, Tensor)>)> {
-        if let Some(&bad) = indices.iter().find(|&&i| i as usize >= self.len()) {
+/// Reads `indices` from `dataset` one sample at a time and stacks them into a batch: inputs
+/// `(N, ...input_shape)`, one target per task, and `<task>.mask` (u8, 1: labelled) for every
+/// task with a missing label in the batch (its placeholder is class 0 or zeros).
+pub fn collate<D: Dataset + ?Sized>(dataset: &D, indices: &[u32]) -> Result<Batch> {
+    let infos = dataset.targets();
+    let shape = dataset.input_shape();
+    let mut inputs = Vec::with_capacity(indices.len());
+    let mut columns: Vec<Vec<Option<Target>>> =
+        vec![Vec::with_capacity(indices.len()); infos.len()];
+    for &i in indices {
+        let i = i as usize;
+        if i >= dataset.len() {
             return Err(Error::DataMismatch(format!(
-                "sample index {bad} out of range for a dataset of {} samples",
-                self.len()
+                "sample index {i} out of range for a dataset of {} samples",
+                dataset.len()
             )));
         }
-        let idx = Tensor::from_slice(indices, indices.len(), self.inputs.device())?;
-        let inputs = self.inputs.index_select(&idx, 0)?;
-        let targets = self
-            .targets
-            .iter()
-            .map(|(name, t)| {
-                Ok((
-                    name.clone(),
-                    t.index_select(&idx.to_device(t.device())?, 0)?,
-                ))
+        let sample = dataset.get(i)?;
+        if sample.input.dims() != shape.as_slice() {
+            return Err(Error::DataMismatch(format!(
+                "{}: input has shape {:?}, the dataset's inputs {shape:?}",
+                dataset.origin(i),
+                sample.input.dims()
+            )));
+        }
+        if sample.targets.len() != infos.len() {
+            return Err(Error::DataMismatch(format!(
+                "{}: {} labels for the dataset's {} targets",
+                dataset.origin(i),
+                sample.targets.len(),
+                infos.len()
+            )));
+        }
+        inputs.push(sample.input);
+        for (col, t) in columns.iter_mut().zip(sample.targets) {
+            col.push(t);
+        }
+    }
+    let inputs = if inputs.is_empty() {
+        let mut dims = vec![0];
+        dims.extend(&shape);
+        Tensor::zeros(dims, DType::F32, &Device::Cpu)?
+    } else {
+        Tensor::stack(&inputs, 0)?
+    };
+    let targets = targets_of_columns(&infos, columns, |j| dataset.origin(indices[j] as usize))?;
+    Ok(Batch { inputs, targets })
+}
+
+/// The targets of a batch at `indices` read through [`Dataset::target`] (no input decoded):
+/// for sources that make their inputs tensor another way (gathering rows) and collate only
+/// the labels.
+pub fn collate_targets<D: Dataset + ?Sized>(
+    dataset: &D,
+    indices: &[u32],
+) -> Result<Vec<(String, Tensor)>> {
+    let infos = dataset.targets();
+    let columns = (0..infos.len())
+        .map(|t| {
+            indices
+                .iter()
+                .map(|&i| dataset.target(i as usize, t))
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    targets_of_columns(&infos, columns, |j| dataset.origin(indices[j] as usize))
+}
+
+fn targets_of_columns(
+    infos: &[TargetInfo],
+    columns: Vec<Vec<Option<Target>>>,
+    origin: impl Fn(usize) -> String,
+) -> Result<Vec<(String, Tensor)>> {
+    let mut targets = Vec::with_capacity(infos.len() * 2);
+    for (info, column) in infos.iter().zip(columns) {
+        let (target, mask) = stack_targets(info, &column, &origin)?;
+        targets.push((info.name.clone(), target));
+        if let Some(mask) = mask {
+            targets.push((super::mask_name(&info.name), mask));
+        }
+    }
+    Ok(targets)
+}
+
+/// One task's labels of a batch as a tensor, and its mask when some are missing.
+fn stack_targets(
+    info: &TargetInfo,
+    column: &[Option<Target>],
+    origin: impl Fn(usize) -> String,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let n = column.len();
+    let missing = column.iter().any(Option::is_none);
+    let mask = missing
+        .then(|| {
+            let m: Vec<u8> = column.iter().map(|t| u8::from(t.is_some())).collect();
+            Tensor::from_vec(m, n, &Device::Cpu)
+        })
+        .transpose()?;
+    let wrong = |j: usize, found: &Target| {
+        Error::DataMismatch(format!(
+            "{}: target '{}' should hold {:?}, found {found:?}",
+            origin(j),
+            info.name,
+            info.kind
+        ))
+    };
+    let target = match &info.kind {
+        TargetKind::Classes => {
+            let mut v = Vec::with_capacity(n);
+            for (j, t) in column.iter().enumerate() {
+                v.push(match t {
+                    Some(Target::Class(c)) => *c,
+                    None => 0,
+                    Some(other) => return Err(wrong(j, other)),
+                });
+            }
+            Tensor::from_vec(v, n, &Device::Cpu)?
+        }
+        TargetKind::Values { shape } => {
+            let per: usize = shape.iter().product();
+            let mut v = Vec::with_capacity(n * per);
+            for (j, t) in column.iter().enumerate() {
+                match t {
+                    Some(Target::Values(x)) if x.len() == per => v.extend_from_slice(x),
+                    None => v.extend(std::iter::repeat_n(0f32, per)),
+                    Some(other) => return Err(wrong(j, other)),
+                }
+            }
+            let mut dims = vec![n];
+            dims.extend(shape);
+            Tensor::from_vec(v, dims, &Device::Cpu)?
+        }
+    };
+    Ok((target, mask))
+}
+
+impl<D: Dataset + ?Sized> Dataset for &D {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn input_shape(&self) -> Vec<usize> {
+        (**self).input_shape()
+    }
+    fn targets(&self) -> Vec<TargetInfo> {
+        (**self).targets()
+    }
+    fn get(&self, index: usize) -> Result<Sample> {
+        (**self).get(index)
+    }
+    fn target(&self, index: usize, target: usize) -> Result<Option<Target>> {
+        (**self).target(index, target)
+    }
+    fn origin(&self, index: usize) -> String {
+        (**self).origin(index)
+    }
+    fn read_batch(&self, indices: &[u32]) -> Result<Batch> {
+        (**self).read_batch(indices)
+    }
+    fn read_training_batch(&self, indices: &[u32], rng: &mut dyn RngCore) -> Result<Batch> {
+        (**self).read_training_batch(indices, rng)
+    }
+    fn augments(&self) -> bool {
+        (**self).augments()
+    }
+    fn class_range(&self, name: &str) -> Result<Option<ClassRange>> {
+        (**self).class_range(name)
+    }
+}
+
+macro_rules! forward_dataset {
+    ($($ty:ty),*) => {$(
+        impl<D: Dataset + ?Sized> Dataset for $ty {
+            fn len(&self) -> usize {
+                (**self).len()
+            }
+            fn input_shape(&self) -> Vec<usize> {
+                (**self).input_shape()
+            }
+            fn targets(&self) -> Vec<TargetInfo> {
+                (**self).targets()
+            }
+            fn get(&self, index: usize) -> Result<Sample> {
+                (**self).get(index)
+            }
+            fn target(&self, index: usize, target: usize) -> Result<Option<Target>> {
+                (**self).target(index, target)
+            }
+            fn origin(&self, index: usize) -> String {
+                (**self).origin(index)
+            }
+            fn read_batch(&self, indices: &[u32]) -> Result<Batch> {
+                (**self).read_batch(indices)
+            }
+            fn read_training_batch(&self, indices: &[u32], rng: &mut dyn RngCore) -> Result<Batch> {
+                (**self).read_training_batch(indices, rng)
+            }
+            fn augments(&self) -> bool {
+                (**self).augments()
+            }
+            fn class_range(&self, name: &str) -> Result<Option<ClassRange>> {
+                (**self).class_range(name)
+            }
+        }
+    )*};
+}
+
+forward_dataset!(Box<D>, std::sync::Arc<D>);
+
+/// The datasets of multi-input training, one per task in task order:
+/// [`TaskData::PerTask`](crate::train::TaskData::PerTask) takes a `Vec` or an array of any
+/// [`Dataset`] (`Vec<TensorDataset>`, `[CsvManifest; 2]`, `Vec<Box<dyn Dataset>>`).
+pub trait DatasetList: Sync {
+    /// Number of datasets.
+    fn count(&self) -> usize;
+    /// Dataset `k`.
+    fn dataset(&self, k: usize) -> &dyn Dataset;
+}
+
+impl<D: Dataset> DatasetList for Vec<D> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn dataset(&self, k: usize) -> &dyn Dataset {
+        &self[k]
+    }
+}
+
+impl<D: Dataset, const N: usize> DatasetList for [D; N] {
+    fn count(&self) -> usize {
+        N
+    }
+    fn dataset(&self, k: usize) -> &dyn Dataset {
+        &self[k]
+    }
+}
+
+impl dyn DatasetList + '_ {
+    /// The datasets in order.
+    pub fn all(&self) -> Vec<&dyn Dataset> {
+        (0..self.count()).map(|k| self.dataset(k)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Five samples `[i, i]`; task "c" labelled with class `i % 3` except sample 2, task "v"
+    /// with value `i / 2`.
+    struct Toy;
+
+    impl Dataset for Toy {
+        fn len(&self) -> usize {
+            5
+        }
+        fn input_shape(&self) -> Vec<usize> {
+            vec![2]
+        }
+        fn targets(&self) -> Vec<TargetInfo> {
+            vec![
+                TargetInfo {
+                    name: "c".into(),
+                    kind: TargetKind::Classes,
+                },
+                TargetInfo {
+                    name: "v".into(),
+                    kind: TargetKind::Values { shape: vec![] },
+                },
+            ]
+        }
+        fn get(&self, index: usize) -> Result<Sample> {
+            let x = index as f32;
+            Ok(Sample {
+                input: Tensor::new(&[x, x], &Device::Cpu)?,
+                targets: vec![
+                    (index != 2).then_some(Target::Class(index as u32 % 3)),
+                    Some(Target::Values(vec![x / 2.0])),
+                ],
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((inputs, targets))
+        }
+    }
+
+    #[test]
+    fn collate_stacks_samples_and_masks_missing_labels() -> Result<()> {
+        let b = Toy.read_batch(&[4, 2, 0])?;
+        assert_eq!(
+            b.inputs.to_vec2::<f32>()?,
+            vec![vec![4.0, 4.0], vec![2.0, 2.0], vec![0.0, 0.0]]
+        );
+        assert_eq!(b.target("c").unwrap().to_vec1::<u32>()?, vec![1, 0, 0]);
+        assert_eq!(b.label_mask("c").unwrap().to_vec1::<u8>()?, vec![1, 0, 1]);
+        assert_eq!(
+            b.target("v").unwrap().to_vec1::<f32>()?,
+            vec![2.0, 1.0, 0.0]
+        );
+        assert!(b.label_mask("v").is_none());
+        // A batch without a missing label has no mask.
+        assert!(Toy.read_batch(&[0, 1])?.label_mask("c").is_none());
+        assert!(Toy.read_batch(&[5]).is_err());
+        assert_eq!(Toy.class_range("c")?, Some(ClassRange { max: 1, index: 1 }));
+        assert_eq!(Toy.class_range("v")?, None);
+        Ok(())
     }
 }

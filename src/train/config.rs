@@ -41,7 +41,8 @@ pub enum NonFinitePolicy {
 /// | `gradient_source` | `None` | per-task gradients to compute; `None` lets a gradient-based strategy pick its preferred one |
 /// | `epoch_length` | cycle shorter | multi-input epochs over datasets of different sizes |
 /// | `drop_last` | false | drop the last, incomplete training batch |
-/// | `prefetch_depth` | 2 | batches prepared ahead on a background thread (0: none, prepare inline) |
+/// | `prefetch_depth` | 2 | batches prepared ahead of the training step (0: none, prepare inline) |
+/// | `loader_workers` | 1 | threads preparing batches when `prefetch_depth > 0` (results do not depend on it) |
 /// | `max_grad_norm` | `None` | clip the global gradient norm to this value |
 /// | `non_finite` | error | stop, or skip the step, on a NaN/infinite loss or gradient |
 /// | `eval_every_steps` | `None` | in `fit`, also evaluate every N steps (kept in `EpochReport::step_evals`) |
@@ -70,8 +71,14 @@ pub struct TrainerConfig {
     pub epoch_length: EpochLength,
     /// Drop the last incomplete batch of an epoch.
     pub drop_last: bool,
-    /// Batches prepared ahead on a background thread; 0 prepares them on the training thread.
+    /// Batches prepared ahead of the training step (at least one per worker); 0 prepares them
+    /// on the training thread.
     pub prefetch_depth: usize,
+    /// Threads reading, decoding and augmenting batches when `prefetch_depth > 0`. Batches
+    /// are handed over in the plan's order and augmentation is seeded per batch, so the run
+    /// is the same for every worker count.
+    #[cfg_attr(feature = "serde", serde(default = "default_loader_workers"))]
+    pub loader_workers: usize,
     /// Clip the global L2 norm of the gradients to this value before each update.
     pub max_grad_norm: Option<f64>,
     /// What to do on a non-finite loss or gradient.
@@ -95,6 +102,11 @@ pub struct TrainerConfig {
     pub head_regularizer: Option<HeadRegularizer>,
 }
 
+#[cfg(feature = "serde")]
+fn default_loader_workers() -> usize {
+    1
+}
+
 impl Default for TrainerConfig {
     fn default() -> Self {
         Self {
@@ -107,6 +119,7 @@ impl Default for TrainerConfig {
             epoch_length: EpochLength::CycleShorter,
             drop_last: false,
             prefetch_depth: 2,
+            loader_workers: 1,
             max_grad_norm: None,
             non_finite: NonFinitePolicy::Error,
             eval_every_steps: None,

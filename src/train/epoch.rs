@@ -16,7 +16,7 @@ use super::tasks::TaskSchedule;
 use super::{
     EpochLength, EpochReport, EvalReport, StepBatch, TaskData, TaskOrder, Trainer, TrainerConfig,
 };
-use crate::data::{prefetch, shuffled_batches, TensorDataset};
+use crate::data::{prefetch_parallel, shuffled_batches, Dataset};
 use crate::error::{Error, Result};
 use crate::model::MultiTaskModel;
 
@@ -55,6 +55,7 @@ pub(crate) fn plan_epoch(
             Ok(EpochPlan { batches, tasks })
         }
         (TaskData::PerTask(dss), Some(task_order)) => {
+            let dss = dss.all();
             // Each task's data exactly once per epoch.
             let mut per_task: Vec<VecDeque<Vec<u32>>> = dss
                 .iter()
@@ -88,6 +89,7 @@ pub(crate) fn plan_epoch(
             Ok(EpochPlan { batches, tasks })
         }
         (TaskData::PerTask(dss), None) => {
+            let dss = dss.all();
             let mut plans: Vec<Vec<Vec<u32>>> = dss.iter().map(|ds| order(ds.len())).collect();
             let counts: Vec<usize> = plans.iter().map(Vec::len).collect();
             if let Some(k) = counts.iter().position(|&c| c == 0) {
@@ -182,22 +184,19 @@ impl Trainer {
                 self.weighting.name()
             )));
         }
-        let datasets: Vec<&TensorDataset> = match data {
-            TaskData::Shared(ds) => vec![ds],
-            TaskData::PerTask(dss) => dss.iter().collect(),
-        };
+        let datasets = data.datasets();
         // Augmentation draws from a generator per batch, seeded by the batch's index: the
         // same on any resume point and any prefetch depth.
         let augment_seed: Option<u64> = datasets
             .iter()
-            .any(|d| d.has_augment())
+            .any(|d| d.augments())
             .then(|| self.state.rng.random());
         let shared = matches!(data, TaskData::Shared(_));
         let produce = |i: usize| -> Result<StepBatch> {
             let mut rng = augment_seed.map(|s| ChaCha8Rng::seed_from_u64(derive_seed(s, i as u64)));
-            let mut read = |ds: &TensorDataset, idx: &[u32]| match rng.as_mut() {
-                Some(rng) => ds.training_batch(idx, &Device::Cpu, rng),
-                None => ds.batch(idx, &Device::Cpu),
+            let mut read = |ds: &dyn Dataset, idx: &[u32]| match rng.as_mut() {
+                Some(rng) => ds.read_training_batch(idx, rng),
+                None => ds.read_batch(idx),
             };
             if let Some(k) = plan.tasks[i] {
                 let ds = if shared { datasets[0] } else { datasets[k] };
@@ -210,7 +209,7 @@ impl Trainer {
             let mut batches = plan.batches[i]
                 .iter()
                 .zip(&datasets)
-                .map(|(idx, ds)| read(ds, idx))
+                .map(|(idx, ds)| read(*ds, idx))
                 .collect::<Result<Vec<_>>>()?;
             if shared {
                 let b = batches
@@ -223,9 +222,8 @@ impl Trainer {
         };
         // Cross-batch strategies take consecutive batches in groups (the last, incomplete
         // group is dropped); everything else one batch per step.
-        let mut produce = produce;
-        let mut produce_group = |i: usize| -> Result<Vec<StepBatch>> {
-            (i * group..(i + 1) * group).map(&mut produce).collect()
+        let produce_group = |i: usize| -> Result<Vec<StepBatch>> {
+            (i * group..(i + 1) * group).map(&produce).collect()
         };
         let total_groups = plan.batches.len() / group;
         let skip = done_before.min(total_groups);
@@ -240,9 +238,19 @@ impl Trainer {
             o.on_epoch_start(self.state.epoch, total_groups)?;
         }
         let mut step_evals: Vec<(u64, EvalReport)> = Vec::new();
-        let stats = prefetch(
+        // No prefetching: batches are made on this thread. Otherwise `loader_workers` threads
+        // make them, at most `prefetch_depth` (at least one per worker) ahead.
+        let (workers, depth) = match self.config.prefetch_depth {
+            0 => (0, 0),
+            d => {
+                let w = self.config.loader_workers.max(1);
+                (w, d.max(w))
+            }
+        };
+        let stats = prefetch_parallel(
             total_groups - skip,
-            self.config.prefetch_depth,
+            workers,
+            depth,
             |j| produce_group(j + skip),
             |batches| {
                 let batches = batches

@@ -3,7 +3,7 @@
 use candle_core::{DType, Tensor};
 
 use super::{EvalReport, TaskData, TaskEvaluation};
-use crate::data::{sequential_batches, TensorDataset};
+use crate::data::{sequential_batches, Dataset, TargetKind};
 use crate::error::{Error, Result};
 use crate::metrics::MetricAccumulator;
 use crate::model::{representation_for, MultiTaskModel};
@@ -56,7 +56,7 @@ pub(crate) fn evaluate(
     match data {
         TaskData::Shared(ds) => {
             for idx in sequential_batches(ds.len(), batch_size) {
-                let b = ds.batch(&idx, &device)?;
+                let b = ds.read_batch(&idx)?.to_device(&device)?;
                 let preds = model.forward_all(&b.inputs, false)?;
                 for (k, pred) in preds.iter().enumerate() {
                     let target = b.target(tasks[k].name()).ok_or_else(|| no_target(k))?;
@@ -65,9 +65,9 @@ pub(crate) fn evaluate(
             }
         }
         TaskData::PerTask(dss) => {
-            for (k, ds) in dss.iter().enumerate() {
+            for (k, ds) in dss.all().into_iter().enumerate() {
                 for idx in sequential_batches(ds.len(), batch_size) {
-                    let b = ds.batch(&idx, &device)?;
+                    let b = ds.read_batch(&idx)?.to_device(&device)?;
                     let rep = model.encode_for_task(&b.inputs, k, false)?;
                     let pred = model.predict(k, representation_for(&rep, k)?, false)?;
                     let target = b.target(tasks[k].name()).ok_or_else(|| no_target(k))?;
@@ -102,15 +102,13 @@ pub(crate) fn check_data(
     input_mode: InputMode,
 ) -> Result<()> {
     let tasks = model.tasks();
-    let datasets: Vec<&TensorDataset> = match (data, input_mode) {
+    let datasets: Vec<&dyn Dataset> = match (data, input_mode) {
         (TaskData::Shared(ds), InputMode::SingleInput) => vec![ds; tasks.len()],
-        (TaskData::PerTask(dss), InputMode::MultiInput) if dss.len() == tasks.len() => {
-            dss.iter().collect()
-        }
+        (TaskData::PerTask(dss), InputMode::MultiInput) if dss.count() == tasks.len() => dss.all(),
         (TaskData::PerTask(dss), InputMode::MultiInput) => {
             return Err(Error::DataMismatch(format!(
                 "{} datasets for {} tasks ({}); multi-input mode needs one per task, in task order",
-                dss.len(),
+                dss.count(),
                 tasks.len(),
                 model.task_names().join(", ")
             )))
@@ -133,44 +131,39 @@ pub(crate) fn check_data(
                 task.name()
             )));
         }
-        let target = ds.target(task.name()).ok_or_else(|| {
-            Error::DataMismatch(format!(
-                "dataset has no target for task '{}' (targets: {})",
-                task.name(),
-                ds.target_names().join(", ")
-            ))
-        })?;
+        let infos = ds.targets();
+        let info = infos
+            .iter()
+            .find(|t| t.name == task.name())
+            .ok_or_else(|| {
+                Error::DataMismatch(format!(
+                    "dataset has no target for task '{}' (targets: {})",
+                    task.name(),
+                    infos
+                        .iter()
+                        .map(|t| t.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
         if task.spec().loss.is_classification() {
-            if !matches!(target.dtype(), DType::U32 | DType::I64 | DType::U8) {
+            if info.kind != TargetKind::Classes {
                 return Err(Error::DataMismatch(format!(
                     "targets of classification task '{}' must be class indices (u32), got {:?}",
                     task.name(),
-                    target.dtype()
+                    info.kind
                 )));
             }
-            let as_f64 = target.to_dtype(DType::F64)?;
-            // Unlabelled samples may hold any placeholder: only labelled ones are checked.
-            let as_f64 = match ds.label_mask(task.name()) {
-                Some(m) => m
-                    .to_dtype(DType::F64)?
-                    .ne(0f64)?
-                    .where_cond(&as_f64, &as_f64.zeros_like()?)?,
-                None => as_f64,
-            };
-            let max = as_f64.max_all()?.to_scalar::<f64>()?;
-            let min = as_f64.min_all()?.to_scalar::<f64>()?;
             let classes = task.head().output_dim();
-            if min < 0.0 {
-                return Err(Error::DataMismatch(format!(
-                    "task '{}' has a negative target class {min}",
-                    task.name()
-                )));
-            }
-            if max as usize >= classes {
-                return Err(Error::DataMismatch(format!(
-                    "task '{}' has a target class {max} but its head has {classes} outputs",
-                    task.name()
-                )));
+            if let Some(range) = ds.class_range(task.name())? {
+                if range.max as usize >= classes {
+                    return Err(Error::DataMismatch(format!(
+                        "task '{}' has a target class {} ({}) but its head has {classes} outputs",
+                        task.name(),
+                        range.max,
+                        ds.origin(range.index)
+                    )));
+                }
             }
         }
     }

@@ -38,17 +38,40 @@ pub use schedule::{EarlyStopping, LrSchedule};
 pub use tensorboard::TensorBoardLog;
 pub use trainer::Trainer;
 
-use crate::data::{Batch, TensorDataset};
+pub(crate) use run_state::derive_seed;
+
+use crate::data::{Batch, Dataset, DatasetList};
 use crate::error::Result;
 
-/// The data of an epoch or an evaluation.
-#[derive(Debug, Clone, Copy)]
+/// The data of an epoch or an evaluation: any [`Dataset`] (a `TensorDataset`, a CSV manifest,
+/// a memory-mapped file, or one of your own).
+#[derive(Clone, Copy)]
 pub enum TaskData<'a> {
     /// Single-input mode: one dataset with a target named after every task.
-    Shared(&'a TensorDataset),
+    Shared(&'a dyn Dataset),
     /// Multi-input mode: one dataset per task, in task order, each with a target named after
-    /// its task.
-    PerTask(&'a [TensorDataset]),
+    /// its task (a `Vec` or an array of datasets).
+    PerTask(&'a dyn DatasetList),
+}
+
+impl<'a> TaskData<'a> {
+    /// The datasets read: one for shared data, one per task otherwise.
+    pub fn datasets(&self) -> Vec<&'a dyn Dataset> {
+        match *self {
+            TaskData::Shared(ds) => vec![ds],
+            TaskData::PerTask(dss) => dss.all(),
+        }
+    }
+}
+
+impl std::fmt::Debug for TaskData<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sizes: Vec<usize> = self.datasets().iter().map(|d| d.len()).collect();
+        match self {
+            TaskData::Shared(_) => write!(f, "TaskData::Shared({} samples)", sizes[0]),
+            TaskData::PerTask(_) => write!(f, "TaskData::PerTask({sizes:?} samples)"),
+        }
+    }
 }
 
 /// The batches of one training step.

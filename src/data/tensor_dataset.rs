@@ -1,0 +1,330 @@
+use candle_core::{DType, Device, Tensor};
+
+use rand::{Rng, RngCore};
+
+use super::{
+    Augment, Batch, ClassRange, Dataset, ImageDataset, Normalize, Sample, Target, TargetInfo,
+    TargetKind,
+};
+use crate::error::{Error, Result};
+
+/// An in-memory dataset: inputs `(N, ...)` and one named target tensor `(N, ...)` per task.
+///
+/// Inputs stay in their stored type (u8 pixels take a quarter of the memory of f32) on the CPU;
+/// [`batch`](TensorDataset::batch) gathers rows, moves them to the device and applies the
+/// [`Normalize`] transform. Targets are named after the tasks that read them.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use candle_mtl::data::TensorDataset;
+/// let x = Tensor::zeros((3, 2), candle_core::DType::F32, &Device::Cpu)?;
+/// let ds = TensorDataset::new(x)
+///     .with_target("label", Tensor::new(&[0u32, 1, 0], &Device::Cpu)?)?;
+/// let batch = ds.batch(&[2, 0], &Device::Cpu)?;
+/// assert_eq!(batch.inputs.dims(), &[2, 2]);
+/// assert_eq!(batch.target("label").unwrap().to_vec1::<u32>()?, vec![0, 0]);
+/// # Ok::<(), candle_mtl::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct TensorDataset {
+    inputs: Tensor,
+    normalize: Option<Normalize>,
+    augment: Vec<Augment>,
+    targets: Vec<(String, Tensor)>,
+}
+
+impl TensorDataset {
+    /// A dataset of `inputs` (first dimension = samples) with no targets yet.
+    pub fn new(inputs: Tensor) -> Self {
+        Self {
+            inputs,
+            normalize: None,
+            augment: Vec::new(),
+            targets: Vec::new(),
+        }
+    }
+
+    /// The images of an [`ImageDataset`] as inputs, normalised by `normalize` at batch time.
+    pub fn from_images(images: &ImageDataset, normalize: Normalize) -> Result<Self> {
+        Ok(Self::new(images.images_tensor()?).with_normalize(normalize))
+    }
+
+    /// Sets the normalisation applied to each batch's inputs.
+    pub fn with_normalize(mut self, normalize: Normalize) -> Self {
+        self.normalize = Some(normalize);
+        self
+    }
+
+    /// Sets the random augmentations applied to training batches (see
+    /// [`training_batch`](TensorDataset::training_batch)); evaluation batches are never augmented.
+    pub fn with_augment(mut self, augment: Vec<Augment>) -> Self {
+        self.augment = augment;
+        self
+    }
+
+    /// True when training batches are augmented.
+    pub fn has_augment(&self) -> bool {
+        !self.augment.is_empty()
+    }
+
+    /// Adds the target of task `name`; its first dimension must equal the number of samples.
+    pub fn with_target(mut self, name: impl Into<String>, target: Tensor) -> Result<Self> {
+        let name = name.into();
+        let n = target.dims().first().copied().unwrap_or(0);
+        if n != self.len() {
+            return Err(Error::DataMismatch(format!(
+                "target '{name}' has {n} rows but the dataset has {} samples",
+                self.len()
+            )));
+        }
+        if self.targets.iter().any(|(t, _)| *t == name) {
+            return Err(Error::DataMismatch(format!("target '{name}' added twice")));
+        }
+        self.targets.push((name, target));
+        Ok(self)
+    }
+
+    /// Marks which samples carry a label for task `task` (partially labelled data): `mask`
+    /// has one entry per sample, non-zero where the label is present. Unlabelled samples add
+    /// nothing to the task's loss, gradient or metrics; their target values are ignored (any
+    /// placeholder will do). Stored as the target `<task>.mask`.
+    pub fn with_label_mask(self, task: &str, mask: Tensor) -> Result<Self> {
+        let n = self.len();
+        if mask.dims() != [n] {
+            return Err(Error::DataMismatch(format!(
+                "label mask of task '{task}' has shape {:?}, expected ({n},)",
+                mask.dims()
+            )));
+        }
+        let mask = mask
+            .to_dtype(candle_core::DType::F32)?
+            .ne(0f32)?
+            .to_dtype(candle_core::DType::U8)?;
+        self.with_target(super::mask_name(task), mask)
+    }
+
+    /// The label mask of task `task`, if one was set.
+    pub fn label_mask(&self, task: &str) -> Option<&Tensor> {
+        self.target(&super::mask_name(task))
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.inputs.dims().first().copied().unwrap_or(0)
+    }
+
+    /// True when there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Shape of one input sample.
+    pub fn input_shape(&self) -> &[usize] {
+        self.inputs.dims().get(1..).unwrap_or(&[])
+    }
+
+    /// The target of task `name`, all samples.
+    pub fn target(&self, name: &str) -> Option<&Tensor> {
+        self.targets.iter().find(|(t, _)| t == name).map(|(_, v)| v)
+    }
+
+    /// Names of the targets, in the order they were added.
+    pub fn target_names(&self) -> Vec<&str> {
+        self.targets.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// The samples at `indices`, on `device`, inputs normalised (no augmentation).
+    pub fn batch(&self, indices: &[u32], device: &Device) -> Result<Batch> {
+        self.make_batch(indices, device, None::<&mut rand_chacha::ChaCha8Rng>)
+    }
+
+    /// Like [`batch`](TensorDataset::batch), with the dataset's augmentations drawn from `rng`
+    /// applied before normalisation.
+    pub fn training_batch(
+        &self,
+        indices: &[u32],
+        device: &Device,
+        rng: &mut impl Rng,
+    ) -> Result<Batch> {
+        self.make_batch(indices, device, Some(rng))
+    }
+
+    fn make_batch<R: Rng>(
+        &self,
+        indices: &[u32],
+        device: &Device,
+        rng: Option<&mut R>,
+    ) -> Result<Batch> {
+        let (inputs, targets) = self.select(indices)?;
+        let inputs = match rng {
+            Some(rng) if !self.augment.is_empty() => {
+                Augment::apply_all(&self.augment, &inputs, rng)?
+            }
+            _ => inputs,
+        };
+        let inputs = inputs.to_device(device)?;
+        let inputs = match &self.normalize {
+            Some(n) => n.apply(&inputs)?,
+            None => inputs,
+        };
+        let targets = targets
+            .into_iter()
+            .map(|(name, t)| Ok((name, t.to_device(device)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Batch { inputs, targets })
+    }
+
+    /// A new dataset holding the samples at `indices`, with the same normalisation.
+    pub fn subset(&self, indices: &[u32]) -> Result<TensorDataset> {
+        let (inputs, targets) = self.select(indices)?;
+        Ok(TensorDataset {
+            inputs,
+            normalize: self.normalize.clone(),
+            augment: self.augment.clone(),
+            targets,
+        })
+    }
+
+    /// The targets that belong to tasks (label masks left out), in the order added.
+    fn task_targets(&self) -> impl Iterator<Item = &(String, Tensor)> {
+        self.targets.iter().filter(|(n, _)| !n.ends_with(".mask"))
+    }
+
+    fn check_index(&self, index: usize) -> Result<()> {
+        if index >= TensorDataset::len(self) {
+            return Err(Error::DataMismatch(format!(
+                "sample index {index} out of range for a dataset of {} samples",
+                TensorDataset::len(self)
+            )));
+        }
+        Ok(())
+    }
+
+    fn select(&self, indices: &[u32]) -> Result<(Tensor, Vec<(String, Tensor)>)> {
+        if let Some(&bad) = indices.iter().find(|&&i| i as usize >= self.len()) {
+            return Err(Error::DataMismatch(format!(
+                "sample index {bad} out of range for a dataset of {} samples",
+                self.len()
+            )));
+        }
+        let idx = Tensor::from_slice(indices, indices.len(), self.inputs.device())?;
+        let inputs = self.inputs.index_select(&idx, 0)?;
+        let targets = self
+            .targets
+            .iter()
+            .map(|(name, t)| {
+                Ok((
+                    name.clone(),
+                    t.index_select(&idx.to_device(t.device())?, 0)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((inputs, targets))
+    }
+}
+
+impl Dataset for TensorDataset {
+    fn len(&self) -> usize {
+        TensorDataset::len(self)
+    }
+
+    fn input_shape(&self) -> Vec<usize> {
+        TensorDataset::input_shape(self).to_vec()
+    }
+
+    fn targets(&self) -> Vec<TargetInfo> {
+        self.task_targets()
+            .map(|(name, t)| TargetInfo {
+                name: name.clone(),
+                kind: if t.dtype().is_int() {
+                    TargetKind::Classes
+                } else {
+                    TargetKind::Values {
+                        shape: t.dims()[1..].to_vec(),
+                    }
+                },
+            })
+            .collect()
+    }
+
+    fn get(&self, index: usize) -> Result<Sample> {
+        self.check_index(index)?;
+        let targets = (0..self.task_targets().count())
+            .map(|t| Dataset::target(self, index, t))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Sample {
+            input: self.inputs.get(index)?,
+            targets,
+        })
+    }
+
+    fn target(&self, index: usize, target: usize) -> Result<Option<Target>> {
+        self.check_index(index)?;
+        let Some((name, t)) = self.task_targets().nth(target) else {
+            return Ok(None);
+        };
+        if let Some(mask) = self.label_mask(name) {
+            if mask.get(index)?.to_scalar::<u8>()? == 0 {
+                return Ok(None);
+            }
+        }
+        let row = t.get(index)?;
+        Ok(Some(if t.dtype().is_int() {
+            let c = row.to_dtype(DType::I64)?.to_scalar::<i64>()?;
+            Target::Class(u32::try_from(c).map_err(|_| {
+                Error::DataMismatch(format!(
+                    "target '{name}' of sample {index} is class {c}, not a class index"
+                ))
+            })?)
+        } else {
+            Target::Values(row.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+        }))
+    }
+
+    fn read_batch(&self, indices: &[u32]) -> Result<Batch> {
+        self.batch(indices, &Device::Cpu)
+    }
+
+    fn read_training_batch(&self, indices: &[u32], mut rng: &mut dyn RngCore) -> Result<Batch> {
+        self.training_batch(indices, &Device::Cpu, &mut rng)
+    }
+
+    fn augments(&self) -> bool {
+        self.has_augment()
+    }
+
+    fn class_range(&self, name: &str) -> Result<Option<ClassRange>> {
+        let Some(target) = self.target(name) else {
+            return Ok(None);
+        };
+        if !target.dtype().is_int() || self.is_empty() {
+            return Ok(None);
+        }
+        let as_f64 = target.to_dtype(DType::F64)?.flatten_all()?;
+        // Unlabelled samples may hold any placeholder: only labelled ones count.
+        let labelled = match self.label_mask(name) {
+            Some(m) => m.to_dtype(DType::F64)?.ne(0f64)?,
+            None => as_f64.ones_like()?.ne(0f64)?,
+        };
+        let values: Vec<f64> = as_f64.to_vec1()?;
+        let labelled: Vec<u8> = labelled.to_vec1()?;
+        let mut best: Option<ClassRange> = None;
+        for (index, (&v, &l)) in values.iter().zip(&labelled).enumerate() {
+            if l == 0 {
+                continue;
+            }
+            if v < 0.0 {
+                return Err(Error::DataMismatch(format!(
+                    "target '{name}' has a negative class {v} at sample {index}"
+                )));
+            }
+            if best.as_ref().is_none_or(|b| v as u32 > b.max) {
+                best = Some(ClassRange {
+                    max: v as u32,
+                    index,
+                });
+            }
+        }
+        Ok(best)
+    }
+}
