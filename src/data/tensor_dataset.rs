@@ -49,6 +49,30 @@ impl TensorDataset {
         Ok(Self::new(images.images_tensor()?).with_normalize(normalize))
     }
 
+    /// Every sample of `dataset` read into memory: its batches' inputs (as the dataset makes
+    /// them: u8 pixels of a manifest stay u8, a normalised source gives f32), its targets and
+    /// a label mask for every task with a missing label. Reads without augmentation.
+    pub fn from_dataset(dataset: &dyn Dataset) -> Result<Self> {
+        let n = dataset.len();
+        let parts = super::sequential_batches(n, 1024)
+            .iter()
+            .map(|idx| Ok(dataset.read_batch(idx)?.inputs))
+            .collect::<Result<Vec<_>>>()?;
+        let inputs = if parts.is_empty() {
+            let mut dims = vec![0];
+            dims.extend(dataset.input_shape());
+            Tensor::zeros(dims, DType::F32, &Device::Cpu)?
+        } else {
+            Tensor::cat(&parts, 0)?
+        };
+        let all: Vec<u32> = (0..n as u32).collect();
+        let mut out = TensorDataset::new(inputs);
+        for (name, t) in super::collate_targets(dataset, &all)? {
+            out = out.with_target(name, t)?;
+        }
+        Ok(out)
+    }
+
     /// Sets the normalisation applied to each batch's inputs.
     pub fn with_normalize(mut self, normalize: Normalize) -> Self {
         self.normalize = Some(normalize);
