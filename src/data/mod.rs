@@ -65,7 +65,7 @@ pub use manifest::{ColumnKind, CsvManifest, ManifestConfig, SkippedRow};
 pub use map::{Mapped, Prepared};
 pub use mmap::MmapDataset;
 pub use mnist::{load_emnist, load_mnist, Mnist, MNIST_FILES};
-pub use npy::{parse_npy_header, read_npy, write_npy, NpyHeader};
+pub use npy::{parse_npy_header, read_npy, write_npy, NpyHeader, NpyWriter};
 pub use prefetch::{prefetch, prefetch_parallel, PrefetchStats};
 pub use standard::{data_root, RemoteFile, StandardDataset};
 pub use subset::{split_indices, Subset};

@@ -129,17 +129,16 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
     )?)
 }
 
-/// Writes `tensor` as a version-1 `.npy` file (u8, u32, i64, f32 or f64).
-pub fn write_npy(path: impl AsRef<Path>, tensor: &Tensor) -> Result<()> {
-    let path = path.as_ref();
-    let descr = descr_of(tensor.dtype()).ok_or_else(|| {
+/// The bytes of a version-1 header for an array of `dtype` and `dims`, data aligned to 64.
+fn header_bytes(dtype: DType, dims: &[usize]) -> Result<Vec<u8>> {
+    let descr = descr_of(dtype).ok_or_else(|| {
         Error::config(
-            "write_npy dtype",
-            format!("{:?}", tensor.dtype()),
+            "npy dtype",
+            format!("{dtype:?}"),
             "must be u8, u32, i64, f32 or f64",
         )
     })?;
-    let shape = match tensor.dims() {
+    let shape = match dims {
         [n] => format!("({n},)"),
         dims => format!(
             "({})",
@@ -159,6 +158,72 @@ pub fn write_npy(path: impl AsRef<Path>, tensor: &Tensor) -> Result<()> {
     out.extend_from_slice(&[1, 0]);
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
+    Ok(out)
+}
+
+/// Writes a `.npy` file row by row, for arrays too large to hold in memory: the shape is
+/// declared up front and [`finish`](NpyWriter::finish) refuses a file with fewer values than
+/// it declares.
+#[derive(Debug)]
+pub struct NpyWriter {
+    path: std::path::PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+    expected: usize,
+    written: usize,
+}
+
+impl NpyWriter {
+    /// Creates `path` for an f32 array of shape `dims`.
+    pub fn create_f32(path: impl AsRef<Path>, dims: &[usize]) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
+        file.write_all(&header_bytes(DType::F32, dims)?)
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(Self {
+            path,
+            file,
+            expected: dims.iter().product(),
+            written: 0,
+        })
+    }
+
+    /// Appends `values` (any number of whole or partial rows).
+    pub fn append(&mut self, values: &[f32]) -> Result<()> {
+        if self.written + values.len() > self.expected {
+            return Err(Error::malformed(
+                &self.path,
+                format!("more than the {} values its shape declares", self.expected),
+            ));
+        }
+        for v in values {
+            self.file
+                .write_all(&v.to_le_bytes())
+                .map_err(|e| Error::io(&self.path, e))?;
+        }
+        self.written += values.len();
+        Ok(())
+    }
+
+    /// Flushes the file; refuses one with fewer values than its shape declares.
+    pub fn finish(mut self) -> Result<()> {
+        if self.written != self.expected {
+            return Err(Error::malformed(
+                &self.path,
+                format!(
+                    "{} values written, its shape declares {}",
+                    self.written, self.expected
+                ),
+            ));
+        }
+        self.file.flush().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Writes `tensor` as a version-1 `.npy` file (u8, u32, i64, f32 or f64).
+pub fn write_npy(path: impl AsRef<Path>, tensor: &Tensor) -> Result<()> {
+    let path = path.as_ref();
+    let out = header_bytes(tensor.dtype(), tensor.dims())?;
     let mut file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
     file.write_all(&out).map_err(|e| Error::io(path, e))?;
     let flat = tensor.flatten_all()?;
@@ -209,6 +274,20 @@ mod tests {
         let labels = Tensor::new(&[3i64, 1, 4], &Device::Cpu)?;
         write_npy(&p, &labels)?;
         assert_eq!(read_npy(&p)?.to_vec1::<i64>()?, vec![3, 1, 4]);
+        // Row by row: the same file as written whole; a short file is refused.
+        let mut w = NpyWriter::create_f32(&p, &[3, 4])?;
+        for row in t.to_vec2::<f32>()? {
+            w.append(&row)?;
+        }
+        w.finish()?;
+        assert_eq!(read_npy(&p)?.to_vec2::<f32>()?, t.to_vec2::<f32>()?);
+        let mut w = NpyWriter::create_f32(&p, &[3, 4])?;
+        w.append(&[1.0; 4])?;
+        assert!(w
+            .finish()
+            .unwrap_err()
+            .to_string()
+            .contains("4 values written"));
         // A header written by NumPy itself (version 1, shape of one entry).
         let numpy =
             b"\x93NUMPY\x01\x00\x76\x00{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }";
