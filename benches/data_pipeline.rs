@@ -1,6 +1,7 @@
 //! The data pipeline: reading Fashion-MNIST's 60,000 training images from gzip (when
-//! `../shared/data/fashion-mnist` or `$CANDLE_MTL_DATA_DIR/fashion-mnist` is present), and
-//! preparing one batch of 64 (gather + normalise, and gather + crop + flip + normalise).
+//! `fashion-mnist/` is present under `$CANDLE_MTL_DATA_DIR`, or under the crate's `data/` when
+//! that variable is unset), and preparing one batch of 64 (gather + normalise, and gather +
+//! crop + flip + normalise).
 //! Compare the batch times with `benches/train_step.rs` for the loader's share of a step.
 //!
 //! `cargo bench --bench data_pipeline`
@@ -15,7 +16,7 @@ use rand::SeedableRng;
 fn fashion_dir() -> Option<PathBuf> {
     let root = std::env::var("CANDLE_MTL_DATA_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data"));
     let dir = root.join("fashion-mnist");
     dir.is_dir().then_some(dir)
 }

@@ -7,7 +7,7 @@
 //! the 10,000 test images `test_batch.bin`. The labels are Fashion-MNIST's ten classes.
 //!
 //! ```text
-//! cargo run --release --example fashion_as_cifar -- ../shared/data/fashion-mnist /tmp/cifar-standin
+//! cargo run --release --example fashion_as_cifar -- data/fashion-mnist /tmp/cifar-standin
 //! cargo run --release --example mnist_cifar -- --cifar-dir /tmp/cifar-standin
 //! ```
 

@@ -15,7 +15,7 @@
 //!
 //! ```text
 //! cargo run --release --example mnist_cifar
-//! cargo run --release --example mnist_cifar -- --mnist-dir ../shared/data/mnist-10k --cifar-dir DIR --baseline
+//! cargo run --release --example mnist_cifar -- --mnist-dir data/mnist --cifar-dir DIR --baseline
 //! ```
 
 mod common;
@@ -40,9 +40,9 @@ const USAGE: &str = "mnist_cifar: MNIST + CIFAR-10 as two tasks over one shared 
 
 USAGE: cargo run --release --example mnist_cifar -- [FLAGS]
 
-  --mnist-dir DIR       MNIST IDX files. Without it: ../shared/data/mnist-10k or data/mnist when
-                        present, else downloaded into $CANDLE_MTL_DATA/mnist (default: the
-                        platform cache, e.g. ~/.cache/candle-mtl/mnist)
+  --mnist-dir DIR       MNIST IDX files. Without it: data/mnist when present, else downloaded
+                        into $CANDLE_MTL_DATA/mnist (default: the platform cache, e.g.
+                        ~/.cache/candle-mtl/mnist)
   --cifar-dir DIR       CIFAR-10 binary files (data_batch_1.bin ... test_batch.bin, or the folder
                         holding cifar-10-batches-bin). Without it: data/cifar-10 when present,
                         else downloaded into $CANDLE_MTL_DATA/cifar-10 (170 MB)
@@ -119,7 +119,7 @@ fn datasets(args: &Args, adapt: Adapt) -> Result<([TensorDataset; 2], [TensorDat
     let (mnist_dir, mnist_how) = locate_dataset(
         StandardDataset::Mnist,
         args.get("mnist-dir"),
-        &["../shared/data/mnist-10k", "data/mnist"],
+        &["data/mnist"],
         None,
     )?;
     let (cifar_dir, cifar_how) = locate_dataset(

@@ -5,7 +5,7 @@
 //! (the digit's value as a number, MSE), trained jointly with Adam (lr 1e-3, batch 64).
 //!
 //! ```text
-//! cargo run --release --example mnist_cls_reg -- --data-dir ../shared/data/mnist-10k --epochs 2
+//! cargo run --release --example mnist_cls_reg -- --data-dir data/mnist --epochs 2
 //! ```
 //! prints, per epoch, each task's training loss, test accuracy and regression errors, and the
 //! throughput; `--summary-json PATH` writes the final metrics. Run with `--help` for the flags.
@@ -31,8 +31,8 @@ const USAGE: &str = "mnist_cls_reg: MNIST digit class + digit value from one sha
 
 USAGE: cargo run --release --example mnist_cls_reg -- [FLAGS]
 
-  --data-dir DIR        MNIST IDX files (raw or .gz). Without it: ../shared/data/mnist-10k or
-                        data/mnist when present, else MNIST is downloaded into
+  --data-dir DIR        MNIST IDX files (raw or .gz). Without it: data/mnist when present,
+                        else MNIST is downloaded into
                         $CANDLE_MTL_DATA/mnist (default: the platform cache, e.g.
                         ~/.cache/candle-mtl/mnist); offline, the 1,000-digit test fixture
   --epochs N            training epochs (default 2)

@@ -22,8 +22,8 @@ const USAGE: &str = "sequential_tasks: MNIST read row by row; digit class, value
 
 USAGE: cargo run --release --example sequential_tasks -- [FLAGS]
 
-  --data-dir DIR        MNIST IDX files (default: ../shared/data/mnist-10k when present, else
-                        downloaded; offline, the 1,000-digit test fixture)
+  --data-dir DIR        MNIST IDX files (default: data/mnist when present, else downloaded
+                        into $CANDLE_MTL_DATA/mnist; offline, the 1,000-digit test fixture)
   --encoder NAME        gru (default) | lstm | transformer
   --hidden N            hidden size per direction, or the Transformer's width (default 128;
                         64 for the Transformer)

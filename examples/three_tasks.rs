@@ -9,7 +9,7 @@
 //! is scaled down), or any other strategy of the crate.
 //!
 //! ```text
-//! cargo run --release --example three_tasks -- --data-dir ../shared/data/mnist-10k
+//! cargo run --release --example three_tasks -- --data-dir data/mnist
 //! ```
 
 mod common;
@@ -26,8 +26,8 @@ const USAGE: &str = "three_tasks: digit class (CE), digit value (MSE) and parity
 
 USAGE: cargo run --release --example three_tasks -- [FLAGS]
 
-  --data-dir DIR        MNIST IDX files (default: ../shared/data/mnist-10k when present, else
-                        downloaded; offline, the 1,000-digit test fixture)
+  --data-dir DIR        MNIST IDX files (default: data/mnist when present, else downloaded
+                        into $CANDLE_MTL_DATA/mnist; offline, the 1,000-digit test fixture)
   --epochs N            training epochs (default 5)
   --batch-size N        batch size (default 64)
   --lr X                Adam learning rate (default 1e-3)

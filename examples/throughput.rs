@@ -39,8 +39,8 @@ const USAGE: &str = "throughput: training speed of the seed CNN, alternating var
 
 USAGE: cargo run --release --example throughput -- [FLAGS]
 
-  --data-dir DIR        MNIST IDX files (default ../shared/data/mnist-10k when present, else the
-                        1,000-digit test fixture)
+  --data-dir DIR        MNIST IDX files (default data/mnist when present, else the 1,000-digit
+                        test fixture)
   --batch-size N        batch size (default 64)
   --steps N             timed steps per variant and round (default 20)
   --warmup N            untimed steps before the rounds (default 3)
@@ -284,9 +284,9 @@ fn load(args: &Args) -> candle_mtl::Result<(TensorDataset, String)> {
     let dir = match args.get("data-dir") {
         Some(d) => std::path::PathBuf::from(d),
         None => {
-            let shared = manifest.join("../shared/data/mnist-10k");
-            if shared.is_dir() {
-                shared
+            let local = manifest.join("data/mnist");
+            if local.is_dir() {
+                local
             } else {
                 manifest.join("tests/fixtures/mnist-1k")
             }

@@ -29,10 +29,10 @@ const USAGE: &str = "transfer: Fashion-MNIST pretraining -> frozen encoder + new
 
 USAGE: cargo run --release --example transfer -- [FLAGS]
 
-  --fashion-dir DIR     Fashion-MNIST IDX files (default: ../shared/data/fashion-mnist when
-                        present, else downloaded)
-  --mnist-dir DIR       MNIST IDX files (default: ../shared/data/mnist-10k when present, else
-                        downloaded)
+  --fashion-dir DIR     Fashion-MNIST IDX files (default: data/fashion-mnist when present,
+                        else downloaded into $CANDLE_MTL_DATA/fashion-mnist)
+  --mnist-dir DIR       MNIST IDX files (default: data/mnist when present, else downloaded
+                        into $CANDLE_MTL_DATA/mnist)
   --pretrain-epochs N   epochs on Fashion-MNIST (default 1)
   --pretrain-limit N    use at most N Fashion-MNIST training images (default all)
   --labelled N          labelled MNIST digits for the new task (default 300)
@@ -134,7 +134,7 @@ fn run(args: &Args) -> Result<()> {
     let (fashion_dir, _) = locate_dataset(
         StandardDataset::FashionMnist,
         args.get("fashion-dir"),
-        &["../shared/data/fashion-mnist", "data/fashion-mnist"],
+        &["data/fashion-mnist"],
         None,
     )?;
     let (mnist_dir, _) = locate_mnist(args.get("mnist-dir"))?;

@@ -414,12 +414,7 @@ fn numeric_feature_manifests_split_concat_and_map() {
     assert_eq!(whole.len(), 200);
     assert_eq!(whole.origin(150), ds.origin(test.indices()[0] as usize));
     // A map that drops the constant column changes the input shape.
-    let mapped = (&ds)
-        .map(|mut s| {
-            s.input = s.input.narrow(0, 0, 2)?;
-            Ok(s)
-        })
-        .expect("map");
+    let mapped = (&ds).map(|x| Ok(x.narrow(0, 0, 2)?)).expect("map");
     assert_eq!(mapped.input_shape(), vec![2]);
     assert_eq!(
         mapped.read_batch(&[4]).expect("batch").inputs.dims(),
@@ -489,5 +484,51 @@ fn class_folders_are_classes_in_name_order() {
     );
     assert_eq!(b.inputs.dtype(), DType::U8);
     assert!(ImageFolder::open(dir.join("ant"), "x", ImageOptions::default()).is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn multi_input_training_reads_a_manifest_and_a_mapped_array_side_by_side() {
+    let mnist = fixture();
+    let dir = temp_dir("multi-input-sources");
+    let csv = png_manifest(&dir, "digits", &mnist.train, 200);
+    let digits = CsvManifest::open(&csv, &ManifestConfig::default().ignoring(["id", "value"]))
+        .expect("manifest")
+        .normalized(Normalize::mnist());
+    let npy = dir.join("values.npy");
+    write_npy(&npy, &mnist.test.images_tensor().expect("images")).expect("npy");
+    let values = MmapDataset::open_npy(&npy)
+        .and_then(|d| d.with_target("value", mnist.test.label_values_tensor()?))
+        .expect("mapped")
+        .normalized(Normalize::mnist());
+    let data: Vec<Box<dyn Dataset>> = vec![Box::new(digits), Box::new(values)];
+    let config = TrainerConfig {
+        input_mode: InputMode::MultiInput,
+        batch_size: 25,
+        loader_workers: 2,
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(
+        mlp_model(6),
+        candle_mtl::weighting::by_name("equal").expect("equal"),
+        config,
+    )
+    .expect("trainer");
+    let report = trainer
+        .train_epoch(TaskData::PerTask(&data))
+        .expect("epoch");
+    // 200 digits and 200 values in batches of 25: 8 steps, each with both tasks.
+    assert_eq!(report.steps, 8);
+    let eval = trainer
+        .evaluate(TaskData::PerTask(&data))
+        .expect("evaluation");
+    assert_eq!(eval.task("digit").map(|t| t.samples), Some(160));
+    assert_eq!(eval.task("value").map(|t| t.samples), Some(200));
+    // A single dataset given where one per task is needed is refused, naming the mode.
+    let msg = trainer
+        .train_epoch(TaskData::Shared(&data[0]))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("MultiInput"), "{msg}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,7 +1,7 @@
 //! Golden tests: every case of every golden file of this crate's methods, with the files' pass
 //! rule `max_i |a_i - e_i| <= tol * max(1, max_i |e_i|)`.
 //!
-//! Files are read from `$CANDLE_MTL_GOLDEN_DIR` or `../shared/golden`; if absent the tests
+//! Files are read from `$CANDLE_MTL_GOLDEN_DIR`; if absent the tests
 //! print why and pass without checking (unless `CANDLE_MTL_REQUIRE_DATA=1`).
 
 mod common;

@@ -1,5 +1,5 @@
 //! The loss-based strategies against torchjd 0.18.0's scalarisers
-//! (`../shared/golden/torchjd_scalarization_*.json`). Every `expected_*` entry of every case is
+//! (`$CANDLE_MTL_GOLDEN_DIR/torchjd_scalarization_*.json`). Every `expected_*` entry of every case is
 //! checked with the file's pass rule; an entry without a counterpart here fails the test.
 
 mod common;

@@ -1,5 +1,5 @@
 //! Tests on the real data sets when they are present: 10,000 MNIST digits and the full
-//! Fashion-MNIST. They look in `$CANDLE_MTL_DATA_DIR`, else `../shared/data`, and skip with a
+//! Fashion-MNIST. They look in `$CANDLE_MTL_DATA_DIR`, else `data/` in the crate, and skip with a
 //! printed reason when the data is absent, unless `CANDLE_MTL_REQUIRE_DATA=1` (as in `.ci/run`)
 //! makes absence a failure.
 
@@ -14,7 +14,7 @@ use common::cls_reg_dataset;
 fn data_dir(name: &str) -> Option<PathBuf> {
     let root = std::env::var("CANDLE_MTL_DATA_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data"));
     let dir = root.join(name);
     if dir.is_dir() {
         return Some(dir);

@@ -140,7 +140,8 @@ def main():
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--data-dir", default=os.path.join(root, "..", "shared", "data", "mnist-10k"))
+    p.add_argument("--data-dir", default=os.path.join(root, "data", "mnist"),
+                   help="MNIST IDX files (default: data/mnist under the crate)")
     p.add_argument("--rust-bin", default=os.path.join(root, "target", "release", "examples", "throughput"))
     p.add_argument("--json", help="write the rounds and ratios here")
     p.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)

@@ -162,7 +162,7 @@ pub fn locate_mnist(explicit: Option<&str>) -> candle_mtl::Result<(PathBuf, Stri
     locate_dataset(
         StandardDataset::Mnist,
         explicit,
-        &["../shared/data/mnist-10k", "data/mnist"],
+        &["data/mnist"],
         Some("tests/fixtures/mnist-1k"),
     )
 }

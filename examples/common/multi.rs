@@ -10,8 +10,8 @@ use super::{locate_dataset, Args};
 /// or downloaded.
 pub fn source(args: &Args, which: StandardDataset) -> Result<candle_mtl::data::Mnist> {
     let (flag, local) = match which {
-        StandardDataset::FashionMnist => ("fashion-dir", "../shared/data/fashion-mnist"),
-        _ => ("mnist-dir", "../shared/data/mnist-10k"),
+        StandardDataset::FashionMnist => ("fashion-dir", "data/fashion-mnist"),
+        _ => ("mnist-dir", "data/mnist"),
     };
     let (dir, how) = locate_dataset(which, args.get(flag), &[local], None)?;
     println!("{}: {} ({how})", which.name(), dir.display());

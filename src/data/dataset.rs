@@ -122,16 +122,55 @@ pub trait Dataset: Send + Sync {
         false
     }
 
+    /// The targets (and `<task>.mask` label masks) of the samples at `indices`, as a batch
+    /// holds them, without reading any input. The default goes through
+    /// [`target`](Dataset::target); in-memory labels answer with one gather.
+    fn read_targets(&self, indices: &[u32]) -> Result<Vec<(String, Tensor)>> {
+        collate_targets(self, indices)
+    }
+
     /// The largest class index of target `name` among labelled samples (`None` for a target
-    /// of values, or when no sample is labelled). The default reads every label through
-    /// [`target`](Dataset::target).
+    /// of values, or when no sample is labelled), read in chunks through
+    /// [`read_targets`](Dataset::read_targets). The trainer checks it against the head's
+    /// outputs before each epoch.
     fn class_range(&self, name: &str) -> Result<Option<ClassRange>> {
-        let Some(t) = self.targets().iter().position(|t| t.name == name) else {
+        let is_classes = self
+            .targets()
+            .iter()
+            .any(|t| t.name == name && t.kind == TargetKind::Classes);
+        if !is_classes {
             return Ok(None);
-        };
+        }
         let mut best: Option<ClassRange> = None;
-        for index in 0..self.len() {
-            if let Some(Target::Class(c)) = self.target(index, t)? {
+        let mask_name = super::mask_name(name);
+        for start in (0..self.len()).step_by(1 << 16) {
+            let chunk: Vec<u32> =
+                (start as u32..self.len().min(start + (1 << 16)) as u32).collect();
+            let targets = self.read_targets(&chunk)?;
+            let find = |n: &str| targets.iter().find(|(t, _)| t == n).map(|(_, v)| v);
+            let Some(values) = find(name) else {
+                return Ok(None);
+            };
+            let values: Vec<i64> = values.flatten_all()?.to_dtype(DType::I64)?.to_vec1()?;
+            let labelled: Option<Vec<u8>> = find(&mask_name)
+                .map(|m| m.to_dtype(DType::U8)?.to_vec1())
+                .transpose()?;
+            for (j, &v) in values.iter().enumerate() {
+                if labelled.as_ref().is_some_and(|m| m[j] == 0) {
+                    continue;
+                }
+                let index = start + j;
+                let c = u32::try_from(v).map_err(|_| {
+                    let what = if v < 0 {
+                        "a negative class"
+                    } else {
+                        "a class too large,"
+                    };
+                    Error::DataMismatch(format!(
+                        "target '{name}' has {what} {v} at {}: not a class index",
+                        self.origin(index)
+                    ))
+                })?;
                 if best.as_ref().is_none_or(|b| c > b.max) {
                     best = Some(ClassRange { max: c, index });
                 }
@@ -305,6 +344,9 @@ impl<D: Dataset + ?Sized> Dataset for &D {
     fn augments(&self) -> bool {
         (**self).augments()
     }
+    fn read_targets(&self, indices: &[u32]) -> Result<Vec<(String, Tensor)>> {
+        (**self).read_targets(indices)
+    }
     fn class_range(&self, name: &str) -> Result<Option<ClassRange>> {
         (**self).class_range(name)
     }
@@ -339,6 +381,9 @@ macro_rules! forward_dataset {
             }
             fn augments(&self) -> bool {
                 (**self).augments()
+            }
+            fn read_targets(&self, indices: &[u32]) -> Result<Vec<(String, Tensor)>> {
+                (**self).read_targets(indices)
             }
             fn class_range(&self, name: &str) -> Result<Option<ClassRange>> {
                 (**self).class_range(name)

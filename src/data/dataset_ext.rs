@@ -1,7 +1,9 @@
 //! Composition helpers every [`Dataset`] gets: subsets, seeded splits, concatenation, maps,
 //! normalisation and augmentation.
 
-use super::{split_indices, Augment, Concat, Dataset, Mapped, Normalize, Prepared, Sample, Subset};
+use candle_core::Tensor;
+
+use super::{split_indices, Augment, Concat, Dataset, Mapped, Normalize, Prepared, Subset};
 use crate::error::Result;
 
 /// Builders over any [`Dataset`], by value (`ds.split(..)`) or by reference (`(&ds).split(..)`,
@@ -39,11 +41,11 @@ pub trait DatasetExt: Dataset + Sized {
         Concat::new(vec![self, other])
     }
 
-    /// Applies `f` to every sample (a deterministic per-sample transform: cropping, feature
-    /// scaling, tokenising).
+    /// Applies `f` to every sample's input (a deterministic per-sample transform: cropping,
+    /// feature scaling, tokenising); labels pass through.
     fn map<F>(self, f: F) -> Result<Mapped<Self, F>>
     where
-        F: Fn(Sample) -> Result<Sample> + Send + Sync,
+        F: Fn(Tensor) -> Result<Tensor> + Send + Sync,
     {
         Mapped::new(self, f)
     }

@@ -239,6 +239,23 @@ mod tests {
             "{err}"
         );
         assert!(check_header(&junk).is_err() && check_header(&rgb).is_ok());
+        // JPEG (lossy): decoded to the same shape, grey on request.
+        let jpg = dir.join("rgb.jpg");
+        image::RgbImage::from_pixel(8, 6, image::Rgb([200, 40, 40]))
+            .save(&jpg)
+            .map_err(|e| Error::malformed(&jpg, e.to_string()))?;
+        assert_eq!(ImageOptions::default().resolve(&jpg, "t")?, [3, 6, 8]);
+        let grey = decode(
+            &jpg,
+            [1, 6, 8],
+            &ImageOptions {
+                channels: Some(1),
+                ..opts
+            },
+            "t",
+        )?;
+        let v: Vec<u8> = grey.flatten_all()?.to_vec1()?;
+        assert!(v.iter().all(|&p| (70..=100).contains(&p)), "{v:?}");
         std::fs::remove_dir_all(&dir).ok();
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{ClassRange, Dataset, ImageOptions, Sample, Target, TargetInfo, TargetKind};
+use super::{Dataset, ImageOptions, Sample, Target, TargetInfo, TargetKind};
 use crate::error::{Error, Result};
 
 /// Images sorted into one folder per class, as torchvision's `ImageFolder` reads them: the
@@ -130,13 +130,5 @@ impl Dataset for ImageFolder {
             ),
             None => format!("{} sample {index}", self.root.display()),
         }
-    }
-    fn class_range(&self, _name: &str) -> Result<Option<ClassRange>> {
-        Ok(self
-            .files
-            .iter()
-            .enumerate()
-            .max_by_key(|(i, (_, l))| (*l, std::cmp::Reverse(*i)))
-            .map(|(index, (_, l))| ClassRange { max: *l, index }))
     }
 }

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 
 use super::{
-    collate_targets, Batch, ClassRange, Dataset, ImageOptions, Sample, Target, TargetInfo,
-    TargetKind,
+    collate_targets, Batch, Dataset, ImageOptions, Sample, Target, TargetInfo, TargetKind,
 };
 use crate::error::{Error, Result};
 
@@ -651,25 +650,5 @@ impl Dataset for CsvManifest {
             inputs: Tensor::from_vec(rows, (indices.len(), f), &Device::Cpu)?,
             targets: collate_targets(self, indices)?,
         })
-    }
-
-    fn class_range(&self, name: &str) -> Result<Option<ClassRange>> {
-        let Some(Labels::Classes { values, .. }) = self
-            .tasks
-            .iter()
-            .find(|t| t.name == name)
-            .map(|t| &t.labels)
-        else {
-            return Ok(None);
-        };
-        let mut best: Option<ClassRange> = None;
-        for (index, c) in values.iter().enumerate() {
-            if let Some(c) = *c {
-                if best.as_ref().is_none_or(|b| c > b.max) {
-                    best = Some(ClassRange { max: c, index });
-                }
-            }
-        }
-        Ok(best)
     }
 }

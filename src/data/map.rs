@@ -1,4 +1,4 @@
-//! Transforms over any dataset: a function applied to every sample, and the batch-level
+//! Transforms over any dataset: a function applied to every input, and the batch-level
 //! normalisation and augmentation of [`TensorDataset`](super::TensorDataset) for any source.
 
 use std::fmt;
@@ -9,9 +9,11 @@ use rand::RngCore;
 use super::{Augment, Batch, Dataset, Normalize, Sample, Target, TargetInfo};
 use crate::error::{Error, Result};
 
-/// `inner` with `f` applied to every sample it gives (built by
-/// [`DatasetExt::map`](super::DatasetExt::map)). `f` may change the input's shape (the new
-/// shape is read from the first sample) but not the targets' kinds; it must be deterministic.
+/// `inner` with `f` applied to every sample's input (built by
+/// [`DatasetExt::map`](super::DatasetExt::map)): a deterministic per-sample transform
+/// (cropping, feature scaling, tokenising). `f` may change the input's shape (the new shape
+/// is read from the first sample); labels pass through untouched and are read without
+/// calling `f`.
 pub struct Mapped<D, F> {
     inner: D,
     f: F,
@@ -24,28 +26,19 @@ impl<D, F> fmt::Debug for Mapped<D, F> {
     }
 }
 
-impl<D: Dataset, F: Fn(Sample) -> Result<Sample> + Send + Sync> Mapped<D, F> {
-    /// Applies `f` to every sample of `inner`; reads the first sample to learn the new input
-    /// shape.
+impl<D: Dataset, F: Fn(Tensor) -> Result<Tensor> + Send + Sync> Mapped<D, F> {
+    /// Applies `f` to every input of `inner`; reads the first sample to learn the new shape.
     pub fn new(inner: D, f: F) -> Result<Self> {
         let shape = if inner.is_empty() {
             inner.input_shape()
         } else {
-            let probe = f(inner.get(0)?)?;
-            if probe.targets.len() != inner.targets().len() {
-                return Err(Error::DataMismatch(format!(
-                    "the map gives {} targets per sample, the dataset has {}",
-                    probe.targets.len(),
-                    inner.targets().len()
-                )));
-            }
-            probe.input.dims().to_vec()
+            f(inner.get(0)?.input)?.dims().to_vec()
         };
         Ok(Self { inner, f, shape })
     }
 }
 
-impl<D: Dataset, F: Fn(Sample) -> Result<Sample> + Send + Sync> Dataset for Mapped<D, F> {
+impl<D: Dataset, F: Fn(Tensor) -> Result<Tensor> + Send + Sync> Dataset for Mapped<D, F> {
     fn len(&self) -> usize {
         self.inner.len()
     }
@@ -56,7 +49,23 @@ impl<D: Dataset, F: Fn(Sample) -> Result<Sample> + Send + Sync> Dataset for Mapp
         self.inner.targets()
     }
     fn get(&self, index: usize) -> Result<Sample> {
-        (self.f)(self.inner.get(index)?)
+        let mut sample = self.inner.get(index)?;
+        sample.input = (self.f)(sample.input)?;
+        if sample.input.dims() != self.shape.as_slice() {
+            return Err(Error::DataMismatch(format!(
+                "{}: the map gave an input of shape {:?}, the first sample's was {:?}",
+                self.inner.origin(index),
+                sample.input.dims(),
+                self.shape
+            )));
+        }
+        Ok(sample)
+    }
+    fn target(&self, index: usize, target: usize) -> Result<Option<Target>> {
+        self.inner.target(index, target)
+    }
+    fn read_targets(&self, indices: &[u32]) -> Result<Vec<(String, Tensor)>> {
+        self.inner.read_targets(indices)
     }
     fn origin(&self, index: usize) -> String {
         self.inner.origin(index)
@@ -142,7 +151,7 @@ impl<D: Dataset> Dataset for Prepared<D> {
     fn augments(&self) -> bool {
         !self.augment.is_empty() || self.inner.augments()
     }
-    fn class_range(&self, name: &str) -> Result<Option<super::ClassRange>> {
-        self.inner.class_range(name)
+    fn read_targets(&self, indices: &[u32]) -> Result<Vec<(String, Tensor)>> {
+        self.inner.read_targets(indices)
     }
 }

@@ -5,19 +5,21 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 
-use super::{
-    parse_npy_header, Batch, ClassRange, Dataset, Sample, Target, TargetInfo, TensorDataset,
-};
+use super::{parse_npy_header, Batch, Dataset, Sample, Target, TargetInfo, TensorDataset};
 use crate::error::{Error, Result};
 
 /// Samples whose inputs are the rows of an array in a memory-mapped file, and whose labels
 /// are small in-memory tensors.
 ///
-/// A batch copies its rows out of the mapping and, by default, hands the pages back to the
-/// operating system (`madvise(MADV_DONTNEED)` on Unix): the resident memory of a run stays
-/// near one batch however large the file, and the page cache, not the process, keeps what
-/// is hot. Inputs of type u8 stay u8 (normalise them with
-/// [`DatasetExt::normalized`](super::DatasetExt::normalized)); f32 stay f32.
+/// The file is mapped to read its header and check its size; by default a batch then reads
+/// its rows with positional reads (`pread`), so the run's resident memory stays near one
+/// batch however large the file, and the operating system's page cache, not the process,
+/// keeps what is hot. (Copying rows out of the mapping instead,
+/// [`keep_pages`](MmapDataset::keep_pages), maps pages in blocks around every row touched, so
+/// the resident set grows with the file; handing the pages back after each row with
+/// `madvise` still left a third of a 5 GB file resident.) Inputs of type u8 stay u8
+/// (normalise them with [`DatasetExt::normalized`](super::DatasetExt::normalized)); f32 stay
+/// f32.
 ///
 /// Two layouts:
 /// - [`open_safetensors`](MmapDataset::open_safetensors): one safetensors file with the
@@ -33,7 +35,8 @@ pub struct MmapDataset {
     shape: Vec<usize>,
     row_bytes: usize,
     labels: TensorDataset,
-    release_pages: bool,
+    file: std::fs::File,
+    keep_pages: bool,
 }
 
 impl std::fmt::Debug for MmapDataset {
@@ -47,18 +50,51 @@ impl std::fmt::Debug for MmapDataset {
     }
 }
 
-fn map_file(path: &Path) -> Result<memmap2::Mmap> {
+fn map_file(path: &Path) -> Result<(memmap2::Mmap, std::fs::File)> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     // SAFETY: the mapping is read-only; the crate never writes the file. A file truncated
     // or rewritten by another process while mapped is the caller's to avoid, as for any
     // memory-mapped reader (candle's own safetensors loader included).
-    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    Ok((map, file))
+}
+
+/// Fills `buf` from `file` at byte `offset`, without moving a shared cursor (safe from
+/// several threads at once).
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < buf.len() {
+            let n = std::os::windows::fs::FileExt::seek_read(
+                file,
+                &mut buf[done..],
+                offset + done as u64,
+            )?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            done += n;
+        }
+        Ok(())
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = (file, buf, offset);
+        Err(std::io::Error::other(
+            "positional reads are not available here; use keep_pages()",
+        ))
+    }
 }
 
 impl MmapDataset {
     fn new(
         path: &Path,
-        map: memmap2::Mmap,
+        (map, file): (memmap2::Mmap, std::fs::File),
         offset: usize,
         dtype: DType,
         dims: &[usize],
@@ -95,23 +131,24 @@ impl MmapDataset {
             shape: shape.to_vec(),
             row_bytes,
             labels,
-            release_pages: true,
+            file,
+            keep_pages: false,
         })
     }
 
     /// Maps the `.npy` file at `path` (u8 or f32, C order, first dimension = samples).
     pub fn open_npy(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let map = map_file(path)?;
+        let (map, file) = map_file(path)?;
         let h = parse_npy_header(path, &map)?;
-        Self::new(path, map, h.data_offset, h.dtype, &h.shape)
+        Self::new(path, (map, file), h.data_offset, h.dtype, &h.shape)
     }
 
     /// Maps the safetensors file at `path`: tensor `inputs` holds the inputs, every other
     /// tensor is a target (or a `<task>.mask`) with one row per sample, loaded into memory.
     pub fn open_safetensors(path: impl AsRef<Path>, inputs: &str) -> Result<Self> {
         let path = path.as_ref();
-        let map = map_file(path)?;
+        let (map, file) = map_file(path)?;
         let st = safetensors::SafeTensors::deserialize(&map)
             .map_err(|e| Error::malformed(path, format!("not a safetensors file: {e}")))?;
         let (header, _) = safetensors::SafeTensors::read_metadata(&map)
@@ -147,7 +184,7 @@ impl MmapDataset {
             targets.push((name.clone(), t));
         }
         drop(st);
-        let mut ds = Self::new(path, map, offset, dtype, &dims)?;
+        let mut ds = Self::new(path, (map, file), offset, dtype, &dims)?;
         // Masks after the targets they mask.
         targets.sort_by_key(|(n, _)| n.ends_with(".mask"));
         for (name, t) in targets {
@@ -171,10 +208,11 @@ impl MmapDataset {
         Ok(self)
     }
 
-    /// Keeps the pages read resident instead of handing them back (faster when the file fits
-    /// in memory; the resident size then grows to the file's).
+    /// Copies rows straight out of the mapping instead of reading them with positional
+    /// reads: no system call per row (faster when the file fits in memory), but every page
+    /// touched stays in the process's resident set, which grows to the file's size.
     pub fn keep_pages(mut self) -> Self {
-        self.release_pages = false;
+        self.keep_pages = true;
         self
     }
 
@@ -196,19 +234,13 @@ impl MmapDataset {
                 )));
             }
             let start = self.offset + i * self.row_bytes;
-            bytes.extend_from_slice(&self.map[start..start + self.row_bytes]);
-            #[cfg(unix)]
-            if self.release_pages {
-                // SAFETY: the mapping is a shared, read-only mapping of a file: dropped pages
-                // are read again from the file on the next access, with the same content; no
-                // reference into these pages outlives the copy above.
-                unsafe {
-                    let _ = self.map.unchecked_advise_range(
-                        memmap2::UncheckedAdvice::DontNeed,
-                        start,
-                        self.row_bytes,
-                    );
-                }
+            if self.keep_pages {
+                bytes.extend_from_slice(&self.map[start..start + self.row_bytes]);
+            } else {
+                let at = bytes.len();
+                bytes.resize(at + self.row_bytes, 0);
+                read_at(&self.file, &mut bytes[at..], start as u64)
+                    .map_err(|e| Error::io(&self.path, e))?;
             }
         }
         let mut dims = vec![indices.len()];
@@ -244,11 +276,12 @@ impl Dataset for MmapDataset {
         format!("{} row {index}", self.path.display())
     }
     fn read_batch(&self, indices: &[u32]) -> Result<Batch> {
-        let mut batch = self.labels.read_batch(indices)?;
-        batch.inputs = self.rows(indices)?;
-        Ok(batch)
+        Ok(Batch {
+            inputs: self.rows(indices)?,
+            targets: self.labels.read_targets(indices)?,
+        })
     }
-    fn class_range(&self, name: &str) -> Result<Option<ClassRange>> {
-        self.labels.class_range(name)
+    fn read_targets(&self, indices: &[u32]) -> Result<Vec<(String, Tensor)>> {
+        self.labels.read_targets(indices)
     }
 }

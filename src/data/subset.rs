@@ -4,7 +4,9 @@ use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{Batch, ClassRange, Dataset, Sample, Target, TargetInfo};
+use candle_core::Tensor;
+
+use super::{Batch, Dataset, Sample, Target, TargetInfo};
 use crate::error::{Error, Result};
 
 /// The samples of `inner` at `indices`, in that order (built by
@@ -100,18 +102,7 @@ impl<D: Dataset> Dataset for Subset<D> {
     fn augments(&self) -> bool {
         self.inner.augments()
     }
-    fn class_range(&self, name: &str) -> Result<Option<ClassRange>> {
-        let Some(t) = self.targets().iter().position(|t| t.name == name) else {
-            return Ok(None);
-        };
-        let mut best: Option<ClassRange> = None;
-        for (index, &i) in self.indices.iter().enumerate() {
-            if let Some(Target::Class(c)) = self.inner.target(i as usize, t)? {
-                if best.as_ref().is_none_or(|b| c > b.max) {
-                    best = Some(ClassRange { max: c, index });
-                }
-            }
-        }
-        Ok(best)
+    fn read_targets(&self, indices: &[u32]) -> Result<Vec<(String, Tensor)>> {
+        self.inner.read_targets(&self.map(indices)?)
     }
 }

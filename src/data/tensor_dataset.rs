@@ -3,8 +3,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::{Rng, RngCore};
 
 use super::{
-    Augment, Batch, ClassRange, Dataset, ImageDataset, Normalize, Sample, Target, TargetInfo,
-    TargetKind,
+    Augment, Batch, Dataset, ImageDataset, Normalize, Sample, Target, TargetInfo, TargetKind,
 };
 use crate::error::{Error, Result};
 
@@ -233,8 +232,19 @@ impl TensorDataset {
         }
         let idx = Tensor::from_slice(indices, indices.len(), self.inputs.device())?;
         let inputs = self.inputs.index_select(&idx, 0)?;
-        let targets = self
-            .targets
+        Ok((inputs, self.select_targets(indices)?))
+    }
+
+    /// Every target (label masks included) at `indices`.
+    fn select_targets(&self, indices: &[u32]) -> Result<Vec<(String, Tensor)>> {
+        if let Some(&bad) = indices.iter().find(|&&i| i as usize >= self.len()) {
+            return Err(Error::DataMismatch(format!(
+                "sample index {bad} out of range for a dataset of {} samples",
+                self.len()
+            )));
+        }
+        let idx = Tensor::from_slice(indices, indices.len(), &Device::Cpu)?;
+        self.targets
             .iter()
             .map(|(name, t)| {
                 Ok((
@@ -242,8 +252,7 @@ impl TensorDataset {
                     t.index_select(&idx.to_device(t.device())?, 0)?,
                 ))
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((inputs, targets))
+            .collect()
     }
 }
 
@@ -317,38 +326,7 @@ impl Dataset for TensorDataset {
         self.has_augment()
     }
 
-    fn class_range(&self, name: &str) -> Result<Option<ClassRange>> {
-        let Some(target) = self.target(name) else {
-            return Ok(None);
-        };
-        if !target.dtype().is_int() || self.is_empty() {
-            return Ok(None);
-        }
-        let as_f64 = target.to_dtype(DType::F64)?.flatten_all()?;
-        // Unlabelled samples may hold any placeholder: only labelled ones count.
-        let labelled = match self.label_mask(name) {
-            Some(m) => m.to_dtype(DType::F64)?.ne(0f64)?,
-            None => as_f64.ones_like()?.ne(0f64)?,
-        };
-        let values: Vec<f64> = as_f64.to_vec1()?;
-        let labelled: Vec<u8> = labelled.to_vec1()?;
-        let mut best: Option<ClassRange> = None;
-        for (index, (&v, &l)) in values.iter().zip(&labelled).enumerate() {
-            if l == 0 {
-                continue;
-            }
-            if v < 0.0 {
-                return Err(Error::DataMismatch(format!(
-                    "target '{name}' has a negative class {v} at sample {index}"
-                )));
-            }
-            if best.as_ref().is_none_or(|b| v as u32 > b.max) {
-                best = Some(ClassRange {
-                    max: v as u32,
-                    index,
-                });
-            }
-        }
-        Ok(best)
+    fn read_targets(&self, indices: &[u32]) -> Result<Vec<(String, Tensor)>> {
+        self.select_targets(indices)
     }
 }

@@ -1,16 +1,16 @@
-//! Reading the reference outputs in `../shared/golden` (see its README) and checking results
+//! Reading the reference outputs in `$CANDLE_MTL_GOLDEN_DIR` (see its README) and checking results
 //! with their pass rule: `max_i |actual_i - expected_i| <= tolerance * max(1, max_i |expected_i|)`.
 
 use std::path::PathBuf;
 
 use serde_json::Value;
 
-/// `$CANDLE_MTL_GOLDEN_DIR`, else `../shared/golden` next to the crate; `None` (with the reason
-/// printed) when absent, unless `CANDLE_MTL_REQUIRE_DATA=1` makes that a failure.
+/// `$CANDLE_MTL_GOLDEN_DIR`, else `golden/` in the crate; `None` (with the reason printed) when
+/// absent, unless `CANDLE_MTL_REQUIRE_DATA=1` makes that a failure.
 pub fn golden_dir() -> Option<PathBuf> {
     let dir = std::env::var("CANDLE_MTL_GOLDEN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden"));
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden"));
     if dir.is_dir() {
         return Some(dir);
     }
