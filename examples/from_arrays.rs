@@ -18,8 +18,8 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use candle_mtl::data::{read_npy, write_npy, Dataset, DatasetExt, MmapDataset, NpyWriter};
 use candle_mtl::prelude::*;
-use common::runs::{number, parameter_digest, write_json};
-use common::{main_with, peak_memory_mib, Args};
+use common::runs::{fit_and_report, number, parameter_digest, write_json};
+use common::{main_with, Args};
 use rand::{Rng, SeedableRng};
 
 const USAGE: &str = "from_arrays: multi-task training from memory-mapped array files
@@ -231,52 +231,8 @@ fn run(args: &Args) -> Result<()> {
         candle_mtl::weighting::by_name("equal")?,
         config,
     )?;
-    let names = trainer.model().task_names();
-    let fit = trainer.fit(
-        TaskData::Shared(&train),
-        Some(TaskData::Shared(&test)),
-        epochs,
-        &mut |r| {
-            let losses: Vec<String> = names
-                .iter()
-                .zip(&r.train_losses)
-                .map(|(t, l)| format!("{t} {l:.4}"))
-                .collect();
-            println!(
-                "epoch {}/{epochs} | train loss {} | {:.0} samples/s, data wait {:.1}%",
-                r.epoch + 1,
-                losses.join(", "),
-                r.samples_per_second(),
-                100.0 * r.data_share()
-            );
-            Ok(())
-        },
-    )?;
-    let samples: usize = fit.epochs.iter().map(|e| e.samples).sum();
-    let seconds: f64 = fit.epochs.iter().map(|e| e.seconds).sum();
-    let throughput = samples as f64 / seconds.max(1e-9);
-    let peak = peak_memory_mib();
-    let eval = fit.last().and_then(|e| e.eval.clone());
-    let mut tasks = serde_json::Map::new();
-    for t in eval.iter().flat_map(|e| &e.tasks) {
-        let metrics: Vec<String> = t
-            .metrics
-            .iter()
-            .map(|(m, v)| format!("{} {v:.4}", m.name()))
-            .collect();
-        println!(
-            "test | {}: {} ({} samples)",
-            t.task,
-            metrics.join(", "),
-            t.samples
-        );
-        let m: serde_json::Map<String, serde_json::Value> = t
-            .metrics
-            .iter()
-            .map(|(m, v)| (m.name().to_string(), number(*v)))
-            .collect();
-        tasks.insert(t.task.clone(), m.into());
-    }
+    let run = fit_and_report(&mut trainer, &train, &test, epochs)?;
+    let (throughput, peak) = (run.samples_per_second, run.peak_mib);
     let file_mib = file_bytes as f64 / (1024.0 * 1024.0);
     println!(
         "final | {throughput:.0} samples/s training | peak memory {} for a {file_mib:.0} MiB file{}",
@@ -289,7 +245,7 @@ fn run(args: &Args) -> Result<()> {
             "samples": ds.len(),
             "file_mib": number(file_mib),
             "steps": trainer.steps_done(),
-            "tasks": tasks,
+            "tasks": run.tasks,
             "samples_per_second": number(throughput),
             "peak_memory_mib": peak.map(number),
             "parameters_digest": parameter_digest(trainer.model())?,

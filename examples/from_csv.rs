@@ -21,8 +21,8 @@ use candle_mtl::data::{
 };
 use candle_mtl::device::describe;
 use candle_mtl::prelude::*;
-use common::runs::{number, parameter_digest, write_json};
-use common::{main_with, peak_memory_mib, Args};
+use common::runs::{fit_and_report, number, parameter_digest, write_json};
+use common::{main_with, Args};
 
 const USAGE: &str = "from_csv: a multi-task model trained from a CSV manifest
 
@@ -270,56 +270,8 @@ fn run(args: &Args) -> Result<()> {
         ..Default::default()
     };
     let mut trainer = Trainer::new(model, weighting, config)?;
-    let tasks = trainer.model().task_names();
-    let fit = trainer.fit(
-        TaskData::Shared(&train_data),
-        Some(TaskData::Shared(&test_data)),
-        epochs,
-        &mut |r| {
-            let losses: Vec<String> = tasks
-                .iter()
-                .zip(&r.train_losses)
-                .map(|(t, l)| format!("{t} {l:.4}"))
-                .collect();
-            println!(
-                "epoch {}/{epochs} | train loss {} | {:.0} samples/s, data wait {:.1}%",
-                r.epoch + 1,
-                losses.join(", "),
-                r.samples_per_second(),
-                100.0 * r.data_share()
-            );
-            Ok(())
-        },
-    )?;
-    let samples: usize = fit.epochs.iter().map(|e| e.samples).sum();
-    let seconds: f64 = fit.epochs.iter().map(|e| e.seconds).sum();
-    let throughput = samples as f64 / seconds.max(1e-9);
-    let peak = peak_memory_mib();
-    let eval = match fit.last().and_then(|e| e.eval.clone()) {
-        Some(e) => e,
-        None => trainer.evaluate(TaskData::Shared(&test_data))?,
-    };
-    let mut task_json = serde_json::Map::new();
-    for t in &eval.tasks {
-        let metrics: Vec<String> = t
-            .metrics
-            .iter()
-            .map(|(m, v)| format!("{} {v:.4}", m.name()))
-            .collect();
-        println!(
-            "test | {}: {} ({} labelled samples)",
-            t.task,
-            metrics.join(", "),
-            t.samples
-        );
-        let mut m = serde_json::Map::new();
-        for (metric, v) in &t.metrics {
-            m.insert(metric.name().to_string(), number(*v));
-        }
-        m.insert("loss".into(), number(t.loss));
-        m.insert("samples".into(), t.samples.into());
-        task_json.insert(t.task.clone(), m.into());
-    }
+    let run = fit_and_report(&mut trainer, &train_data, &test_data, epochs)?;
+    let (throughput, peak) = (run.samples_per_second, run.peak_mib);
     println!(
         "final | {throughput:.0} samples/s training | peak memory {}",
         peak.map(|m| format!("{m:.0} MiB"))
@@ -337,7 +289,7 @@ fn run(args: &Args) -> Result<()> {
             "train_samples": train_data.len(),
             "test_samples": test_data.len(),
             "skipped_rows": train.skipped().len(),
-            "tasks": task_json,
+            "tasks": run.tasks,
             "samples_per_second": number(throughput),
             "peak_memory_mib": peak.map(number),
             "parameters_digest": parameter_digest(trainer.model())?,

@@ -353,3 +353,78 @@ fn transformer_dropout_resumes_exactly() {
         .iter()
         .any(|(n, _)| n == "encoder.dropout_rng"));
 }
+
+/// Fails at one step, as a crash would, after the step's checkpoint was written.
+struct StopAt(u64);
+
+impl candle_mtl::train::Observer for StopAt {
+    fn on_step(
+        &mut self,
+        _: &[String],
+        r: &candle_mtl::train::StepReport,
+    ) -> candle_mtl::Result<()> {
+        if r.step + 1 == self.0 {
+            return Err(candle_mtl::Error::DataMismatch(format!(
+                "stopped at step {}",
+                self.0
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn evaluations_every_n_steps_survive_a_mid_epoch_resume() {
+    let mnist = fixture();
+    let (train, test) = (cls_reg_dataset(&mnist.train), cls_reg_dataset(&mnist.test));
+    let config = |dir: &std::path::Path| TrainerConfig {
+        batch_size: 50,
+        seed: 2,
+        eval_every_steps: Some(3),
+        checkpoint: Some(CheckpointPolicy {
+            dir: dir.to_path_buf(),
+            keep_last: 3,
+            best: None,
+            every_steps: Some(4),
+        }),
+        ..Default::default()
+    };
+    let run = |trainer: &mut Trainer| {
+        trainer.fit(
+            TaskData::Shared(&train),
+            Some(TaskData::Shared(&test)),
+            1,
+            &mut |_| Ok(()),
+        )
+    };
+    let straight_dir = temp_dir("step-evals-straight");
+    let mut straight = Trainer::new(
+        mlp_model(5),
+        by_name("equal").unwrap(),
+        config(&straight_dir),
+    )
+    .unwrap();
+    let expected = run(&mut straight).unwrap().epochs[0].step_evals.clone();
+    // 800 samples in batches of 50: 16 steps, evaluated after steps 3, 6, ..., 15.
+    assert_eq!(
+        expected.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        vec![3, 6, 9, 12, 15]
+    );
+
+    let dir = temp_dir("step-evals-resumed");
+    let mut first = Trainer::new(mlp_model(5), by_name("equal").unwrap(), config(&dir)).unwrap();
+    first.add_observer(Box::new(StopAt(10)));
+    assert!(run(&mut first)
+        .unwrap_err()
+        .to_string()
+        .contains("stopped at step 10"));
+    let newest = candle_mtl::train::latest_checkpoint(&dir)
+        .unwrap()
+        .expect("a checkpoint");
+    let mut resumed = Trainer::new(mlp_model(5), by_name("equal").unwrap(), config(&dir)).unwrap();
+    resumed.load_checkpoint(&newest).unwrap();
+    assert_eq!(resumed.steps_done(), 8);
+    let report = run(&mut resumed).unwrap();
+    assert_eq!(report.epochs[0].step_evals, expected);
+    assert_eq!(params(&resumed), params(&straight));
+}

@@ -122,3 +122,80 @@ pub fn write_json(path: &str, value: &serde_json::Value) -> candle_mtl::Result<(
 pub fn number(v: f64) -> serde_json::Value {
     serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
+
+/// What `fit_and_report` measured: the final evaluation's tasks as JSON, samples/s of the
+/// training epochs and the peak resident memory.
+pub struct RunOutcome {
+    /// `{task: {metric: value, "loss": .., "samples": ..}}`.
+    pub tasks: serde_json::Map<String, serde_json::Value>,
+    /// Training samples per second over all epochs.
+    pub samples_per_second: f64,
+    /// Peak resident memory in MiB (Linux).
+    pub peak_mib: Option<f64>,
+}
+
+/// Trains `epochs` epochs on `train`, evaluating on `test` after each, printing one line per
+/// epoch (each task's training loss, samples/s, data wait) and one per task at the end
+/// (every metric and the number of labelled samples).
+pub fn fit_and_report(
+    trainer: &mut Trainer,
+    train: &dyn candle_mtl::data::Dataset,
+    test: &dyn candle_mtl::data::Dataset,
+    epochs: usize,
+) -> candle_mtl::Result<RunOutcome> {
+    use candle_mtl::train::{MultiTaskTrainer, TaskData};
+    let names = trainer.model().task_names();
+    let fit = trainer.fit(
+        TaskData::Shared(train),
+        Some(TaskData::Shared(test)),
+        epochs,
+        &mut |r| {
+            let losses: Vec<String> = names
+                .iter()
+                .zip(&r.train_losses)
+                .map(|(t, l)| format!("{t} {l:.4}"))
+                .collect();
+            println!(
+                "epoch {}/{epochs} | train loss {} | {:.0} samples/s, data wait {:.1}%",
+                r.epoch + 1,
+                losses.join(", "),
+                r.samples_per_second(),
+                100.0 * r.data_share()
+            );
+            Ok(())
+        },
+    )?;
+    let samples: usize = fit.epochs.iter().map(|e| e.samples).sum();
+    let seconds: f64 = fit.epochs.iter().map(|e| e.seconds).sum();
+    let eval = match fit.last().and_then(|e| e.eval.clone()) {
+        Some(e) => e,
+        None => trainer.evaluate(TaskData::Shared(test))?,
+    };
+    let mut tasks = serde_json::Map::new();
+    for t in &eval.tasks {
+        let metrics: Vec<String> = t
+            .metrics
+            .iter()
+            .map(|(m, v)| format!("{} {v:.4}", m.name()))
+            .collect();
+        println!(
+            "test | {}: {} ({} labelled samples)",
+            t.task,
+            metrics.join(", "),
+            t.samples
+        );
+        let mut m: serde_json::Map<String, serde_json::Value> = t
+            .metrics
+            .iter()
+            .map(|(m, v)| (m.name().to_string(), number(*v)))
+            .collect();
+        m.insert("loss".into(), number(t.loss));
+        m.insert("samples".into(), t.samples.into());
+        tasks.insert(t.task.clone(), m.into());
+    }
+    Ok(RunOutcome {
+        tasks,
+        samples_per_second: samples as f64 / seconds.max(1e-9),
+        peak_mib: super::peak_memory_mib(),
+    })
+}

@@ -316,42 +316,6 @@ fn stack_targets(
     Ok((target, mask))
 }
 
-impl<D: Dataset + ?Sized> Dataset for &D {
-    fn len(&self) -> usize {
-        (**self).len()
-    }
-    fn input_shape(&self) -> Vec<usize> {
-        (**self).input_shape()
-    }
-    fn targets(&self) -> Vec<TargetInfo> {
-        (**self).targets()
-    }
-    fn get(&self, index: usize) -> Result<Sample> {
-        (**self).get(index)
-    }
-    fn target(&self, index: usize, target: usize) -> Result<Option<Target>> {
-        (**self).target(index, target)
-    }
-    fn origin(&self, index: usize) -> String {
-        (**self).origin(index)
-    }
-    fn read_batch(&self, indices: &[u32]) -> Result<Batch> {
-        (**self).read_batch(indices)
-    }
-    fn read_training_batch(&self, indices: &[u32], rng: &mut dyn RngCore) -> Result<Batch> {
-        (**self).read_training_batch(indices, rng)
-    }
-    fn augments(&self) -> bool {
-        (**self).augments()
-    }
-    fn read_targets(&self, indices: &[u32]) -> Result<Vec<(String, Tensor)>> {
-        (**self).read_targets(indices)
-    }
-    fn class_range(&self, name: &str) -> Result<Option<ClassRange>> {
-        (**self).class_range(name)
-    }
-}
-
 macro_rules! forward_dataset {
     ($($ty:ty),*) => {$(
         impl<D: Dataset + ?Sized> Dataset for $ty {
@@ -392,7 +356,7 @@ macro_rules! forward_dataset {
     )*};
 }
 
-forward_dataset!(Box<D>, std::sync::Arc<D>);
+forward_dataset!(&D, Box<D>, std::sync::Arc<D>);
 
 /// The datasets of multi-input training, one per task in task order:
 /// [`TaskData::PerTask`](crate::train::TaskData::PerTask) takes a `Vec` or an array of any

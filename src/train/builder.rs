@@ -1,7 +1,7 @@
 //! [`TrainerBuilder`]: the trainer's parts given one by one, validated once in `build`.
 
 use super::{Observer, Trainer, TrainerConfig};
-use crate::data::TensorDataset;
+use crate::data::Dataset;
 use crate::error::Result;
 use crate::model::MultiTaskModel;
 use crate::weighting::TaskWeighting;
@@ -21,7 +21,7 @@ pub struct TrainerBuilder {
     model: MultiTaskModel,
     weighting: Box<dyn TaskWeighting>,
     config: TrainerConfig,
-    validation: Option<TensorDataset>,
+    validation: Option<Box<dyn Dataset>>,
     observers: Vec<Box<dyn Observer>>,
     description: Vec<(String, String)>,
 }
@@ -46,9 +46,9 @@ impl TrainerBuilder {
     }
 
     /// The validation set of a strategy that learns its weights on one (see
-    /// [`Trainer::with_meta_validation`]).
-    pub fn meta_validation(mut self, validation: TensorDataset) -> Self {
-        self.validation = Some(validation);
+    /// [`Trainer::with_meta_validation`]); any [`Dataset`].
+    pub fn meta_validation(mut self, validation: impl Dataset + 'static) -> Self {
+        self.validation = Some(Box::new(validation));
         self
     }
 

@@ -13,9 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use super::evaluate::check_data;
 use super::run_state::{derive_seed, EpochPosition, EpochTotals};
 use super::tasks::TaskSchedule;
-use super::{
-    EpochLength, EpochReport, EvalReport, StepBatch, TaskData, TaskOrder, Trainer, TrainerConfig,
-};
+use super::{EpochLength, EpochReport, StepBatch, TaskData, TaskOrder, Trainer, TrainerConfig};
 use crate::data::{prefetch_parallel, shuffled_batches, Dataset};
 use crate::error::{Error, Result};
 use crate::model::MultiTaskModel;
@@ -231,13 +229,15 @@ impl Trainer {
             start_rng,
             groups_done: skip,
             totals: resumed
-                .map(|p| p.totals)
+                .as_ref()
+                .map(|p| p.totals.clone())
                 .unwrap_or_else(|| EpochTotals::new(k_tasks)),
+            // Evaluations made before the checkpoint this epoch resumes from.
+            step_evals: resumed.map(|p| p.step_evals).unwrap_or_default(),
         });
         for o in &mut self.observers {
             o.on_epoch_start(self.state.epoch, total_groups)?;
         }
-        let mut step_evals: Vec<(u64, EvalReport)> = Vec::new();
         // No prefetching: batches are made on this thread. Otherwise `loader_workers` threads
         // make them, at most `prefetch_depth` (at least one per worker) ahead.
         let (workers, depth) = match self.config.prefetch_depth {
@@ -274,18 +274,20 @@ impl Trainer {
                         for o in &mut self.observers {
                             o.on_eval(self.state.step, &e)?;
                         }
-                        step_evals.push((self.state.step, e));
+                        if let Some(pos) = self.state.in_epoch.as_mut() {
+                            pos.step_evals.push((self.state.step, e));
+                        }
                     }
                 }
                 self.checkpoint_if_due()
             },
         )?;
-        let totals = self
+        let (totals, step_evals) = self
             .state
             .in_epoch
             .take()
-            .map(|p| p.totals)
-            .unwrap_or_else(|| EpochTotals::new(k_tasks));
+            .map(|p| (p.totals, p.step_evals))
+            .unwrap_or_else(|| (EpochTotals::new(k_tasks), Vec::new()));
         let seconds = start.elapsed().as_secs_f64();
         let applied = totals.applied();
         let train_losses = totals.mean_losses();

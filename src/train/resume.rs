@@ -130,7 +130,13 @@ impl Trainer {
                 .get(name)
                 .ok_or_else(|| Error::malformed(path, format!("has no entry {name}")))
         };
-        let state = RunState::from_tensors(&tensors, path, self.model.tasks().len())?;
+        let layout: Vec<(String, Vec<crate::metrics::Metric>)> = self
+            .model
+            .tasks()
+            .iter()
+            .map(|t| (t.name().to_string(), t.spec().metrics.clone()))
+            .collect();
+        let state = RunState::from_tensors(&tensors, path, &layout)?;
         let strategy_state: HashMap<String, Vec<f64>> = tensors
             .iter()
             .filter_map(|(n, t)| n.strip_prefix("strategy.").map(|k| (k.to_string(), t)))

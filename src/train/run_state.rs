@@ -10,8 +10,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint::{rng_from_tensor, rng_to_tensor};
-use super::StepReport;
+use super::{EvalReport, StepReport, TaskEvaluation};
 use crate::error::{Error, Result};
+use crate::metrics::Metric;
 
 /// Counters, generator and epoch position of a run.
 pub(crate) struct RunState {
@@ -40,6 +41,8 @@ pub(crate) struct EpochPosition {
     pub groups_done: usize,
     /// The epoch's running totals.
     pub totals: EpochTotals,
+    /// The evaluations made every N steps so far in this epoch (`eval_every_steps`).
+    pub step_evals: Vec<(u64, EvalReport)>,
 }
 
 /// Running sums of an epoch, for its report.
@@ -119,6 +122,69 @@ const EPOCH_LOSS_SUMS: &str = "trainer.epoch.loss_sums";
 const EPOCH_LOSS_COUNTS: &str = "trainer.epoch.loss_counts";
 const EPOCH_REGULARIZATION: &str = "trainer.epoch.regularization";
 const EPOCH_WEIGHT_SUMS: &str = "trainer.epoch.weight_sums";
+const EPOCH_STEP_EVALS: &str = "trainer.epoch.step_evals";
+
+/// The evaluations as rows `[step, per task: loss, samples, each metric]`.
+fn evals_to_tensor(evals: &[(u64, EvalReport)]) -> Result<Tensor> {
+    let rows: Vec<Vec<f64>> = evals
+        .iter()
+        .map(|(step, e)| {
+            let mut row = vec![*step as f64];
+            for t in &e.tasks {
+                row.push(t.loss);
+                row.push(t.samples as f64);
+                row.extend(t.metrics.iter().map(|(_, v)| *v));
+            }
+            row
+        })
+        .collect();
+    let width = rows.first().map_or(0, Vec::len);
+    Ok(Tensor::from_vec(
+        rows.concat(),
+        (rows.len(), width),
+        &Device::Cpu,
+    )?)
+}
+
+/// Reads back [`evals_to_tensor`]'s rows for tasks `tasks` (name and metrics, in order).
+fn evals_from_tensor(
+    t: &Tensor,
+    tasks: &[(String, Vec<Metric>)],
+    path: &Path,
+) -> Result<Vec<(u64, EvalReport)>> {
+    let width = 1 + tasks.iter().map(|(_, m)| 2 + m.len()).sum::<usize>();
+    let rows: Vec<Vec<f64>> = t.to_dtype(DType::F64)?.to_vec2()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        if row.len() != width {
+            return Err(Error::malformed(
+                path,
+                format!(
+                    "{EPOCH_STEP_EVALS} has rows of {} values, these tasks need {width}",
+                    row.len()
+                ),
+            ));
+        }
+        let mut at = 1;
+        let mut evals = Vec::with_capacity(tasks.len());
+        for (name, metrics) in tasks {
+            let (loss, samples) = (row[at], row[at + 1]);
+            at += 2;
+            let values = metrics.iter().map(|&m| {
+                at += 1;
+                (m, row[at - 1])
+            });
+            evals.push(TaskEvaluation {
+                task: name.clone(),
+                loss,
+                metrics: values.collect(),
+                samples: samples.max(0.0) as usize,
+            });
+        }
+        out.push((row[0].max(0.0) as u64, EvalReport { tasks: evals }));
+    }
+    Ok(out)
+}
 
 impl RunState {
     /// A new run seeded with `seed`.
@@ -181,17 +247,22 @@ impl RunState {
                     Tensor::from_vec(w.clone(), k, cpu)?,
                 ));
             }
+            if !pos.step_evals.is_empty() {
+                out.push((EPOCH_STEP_EVALS.into(), evals_to_tensor(&pos.step_evals)?));
+            }
         }
         Ok(out)
     }
 
     /// Reads the state saved by [`to_tensors`](Self::to_tensors) (checkpoints without an
-    /// epoch position were taken between epochs); `num_tasks` checks the epoch totals.
+    /// epoch position were taken between epochs); `tasks` (names and metrics, in order)
+    /// checks the epoch totals and reads back the epoch's evaluations.
     pub fn from_tensors(
         tensors: &HashMap<String, Tensor>,
         path: &Path,
-        num_tasks: usize,
+        tasks: &[(String, Vec<Metric>)],
     ) -> Result<Self> {
+        let num_tasks = tasks.len();
         let get = |name: &str| -> Result<&Tensor> {
             tensors
                 .get(name)
@@ -234,9 +305,14 @@ impl RunState {
                     ),
                 ));
             }
+            let step_evals = match tensors.get(EPOCH_STEP_EVALS) {
+                Some(t) => evals_from_tensor(t, tasks, path)?,
+                None => Vec::new(),
+            };
             Some(EpochPosition {
                 start_rng: rng_from_tensor(get(EPOCH_RNG)?, path, EPOCH_RNG)?,
                 groups_done: position[0] as usize,
+                step_evals,
                 totals: EpochTotals {
                     loss_sums,
                     loss_counts: loss_counts.iter().map(|&c| c.max(0) as usize).collect(),
@@ -291,22 +367,42 @@ mod tests {
         totals.samples = 96;
         totals.skipped = 1;
         totals.regularization_sum = Some(0.125);
+        let tasks = vec![
+            ("digit".to_string(), vec![Metric::Accuracy]),
+            ("value".to_string(), vec![Metric::Mae, Metric::Rmse]),
+        ];
+        let eval = |step: u64, x: f64| {
+            let tasks = tasks
+                .iter()
+                .map(|(name, metrics)| TaskEvaluation {
+                    task: name.clone(),
+                    loss: x,
+                    metrics: metrics.iter().map(|&m| (m, x / 2.0)).collect(),
+                    samples: 100,
+                })
+                .collect();
+            (step, EvalReport { tasks })
+        };
+        let step_evals = vec![eval(12, 0.75), eval(15, 0.5)];
         state.in_epoch = Some(EpochPosition {
             start_rng,
             groups_done: 3,
             totals: totals.clone(),
+            step_evals: step_evals.clone(),
         });
         let map: HashMap<String, Tensor> = state.to_tensors()?.into_iter().collect();
-        let mut back = RunState::from_tensors(&map, Path::new("x"), 2)?;
+        let mut back = RunState::from_tensors(&map, Path::new("x"), &tasks)?;
         assert_eq!((back.step, back.epoch, back.lr_scale), (17, 2, 0.25));
         assert_eq!(back.rng.random::<u64>(), state.rng.random::<u64>());
         let pos = back.in_epoch.as_mut().expect("position");
         assert_eq!(pos.groups_done, 3);
         assert_eq!(pos.totals, totals);
+        assert_eq!(pos.step_evals, step_evals);
         let mut fresh = RunState::new(5).rng;
         assert_eq!(pos.start_rng.random::<u64>(), fresh.random::<u64>());
         // A position for another number of tasks is refused, naming the file.
-        let err = RunState::from_tensors(&map, Path::new("run.safetensors"), 3)
+        let three = [tasks.clone(), vec![("x".to_string(), vec![])]].concat();
+        let err = RunState::from_tensors(&map, Path::new("run.safetensors"), &three)
             .err()
             .expect("refused");
         assert!(err.to_string().contains("run.safetensors"), "{err}");

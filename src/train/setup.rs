@@ -8,7 +8,7 @@ use super::step::paths::{
 };
 use super::tasks::TaskSchedule;
 use super::TrainerConfig;
-use crate::data::TensorDataset;
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::grad::GradientSource;
 use crate::model::MultiTaskModel;
@@ -52,7 +52,7 @@ pub(crate) fn resolve(
     weighting: &mut dyn TaskWeighting,
     config: &TrainerConfig,
     schedule: &TaskSchedule,
-    meta_validation: Option<TensorDataset>,
+    meta_validation: Option<Box<dyn Dataset>>,
     meta_seed: u64,
 ) -> Result<Resolved> {
     let needs = weighting.needs();

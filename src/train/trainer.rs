@@ -16,7 +16,7 @@ use super::{
     EpochReport, EvalReport, FitReport, MultiTaskTrainer, NonFinitePolicy, Observer, StepBatch,
     StepReport, TaskData, TrainerBuilder, TrainerConfig,
 };
-use crate::data::{Batch, TensorDataset};
+use crate::data::{Batch, Dataset};
 use crate::error::{Error, Result};
 use crate::grad::GradientSource;
 use crate::model::MultiTaskModel;
@@ -88,7 +88,7 @@ impl Trainer {
         model: MultiTaskModel,
         weighting: Box<dyn TaskWeighting>,
         config: TrainerConfig,
-        validation: TensorDataset,
+        validation: impl Dataset + 'static,
     ) -> Result<Self> {
         Self::builder(model, weighting)
             .config(config)
@@ -101,11 +101,11 @@ impl Trainer {
         model: MultiTaskModel,
         mut weighting: Box<dyn TaskWeighting>,
         config: TrainerConfig,
-        meta_validation: Option<TensorDataset>,
+        meta_validation: Option<Box<dyn Dataset>>,
     ) -> Result<Self> {
         config.validate()?;
         if let Some(v) = &meta_validation {
-            super::evaluate::check_data(&model, TaskData::Shared(v), config.input_mode)?;
+            super::evaluate::check_data(&model, TaskData::Shared(v.as_ref()), config.input_mode)?;
         }
         let schedule = TaskSchedule::new(&config.mode, &model.task_names())?;
         let freezing = FreezePlan::new(&model, &config.mode, config.unfreeze);

@@ -8,7 +8,7 @@ use candle_core::{Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::{shuffled_batches, TensorDataset};
+use crate::data::{shuffled_batches, Dataset};
 use crate::error::Result;
 use crate::train::checkpoint::{rng_from_tensor, rng_to_tensor};
 use crate::train::setup::SetupFacts;
@@ -25,7 +25,7 @@ const RNG_NAME: &str = "trainer.meta_rng";
 /// seeded generator that draws its batches.
 pub(crate) struct MetaValidated {
     pub inner: Box<dyn GradientPath>,
-    validation: TensorDataset,
+    validation: Box<dyn Dataset>,
     rng: ChaCha8Rng,
 }
 
@@ -55,7 +55,7 @@ impl MetaValidated {
         Ok(())
     }
 
-    pub fn new(inner: Box<dyn GradientPath>, validation: TensorDataset, seed: u64) -> Self {
+    pub fn new(inner: Box<dyn GradientPath>, validation: Box<dyn Dataset>, seed: u64) -> Self {
         Self {
             inner,
             validation,
@@ -145,7 +145,11 @@ impl MetaValidated {
             .into_iter()
             .next()
             .unwrap_or_default();
-        let val_batch = StepBatch::Shared(self.validation.batch(&idx, model.device())?);
+        let val_batch = StepBatch::Shared(
+            self.validation
+                .read_batch(&idx)?
+                .to_device(model.device())?,
+        );
         let all_tasks: Vec<usize> = (0..model.tasks().len()).collect();
         let tasks: Vec<usize> = cx
             .weighting
