@@ -214,12 +214,10 @@ impl GradientMethod for GradVac {
     }
 
     fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
-        let gram = step.gramian()?;
-        let orders = self.rng.orders(gram.len());
-        let w = self
-            .weights_from_gramian(&gram, &orders)
-            .map_err(|e| step.fail(e))?;
-        Ok(Aggregate::Weights(w))
+        step.weigh_gramian(|gram| {
+            let orders = self.rng.orders(gram.len());
+            self.weights_from_gramian(gram, &orders)
+        })
     }
 
     fn state(&self) -> crate::Result<Vec<(String, Vec<f64>)>> {

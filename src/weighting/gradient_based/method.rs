@@ -139,6 +139,29 @@ impl<'a> GradientStep<'a> {
         self.gradients
     }
 
+    /// Weights from the step's Gramian by `weights`, its failure named as the strategy's.
+    pub fn weigh_gramian(
+        &self,
+        weights: impl FnOnce(&[Vec<f64>]) -> std::result::Result<Vec<f64>, String>,
+    ) -> Result<Aggregate> {
+        let gram = self.gramian()?;
+        Ok(Aggregate::Weights(
+            weights(&gram).map_err(|e| self.fail(e))?,
+        ))
+    }
+
+    /// Weights from the cross matrix of two batches' gradients by `weights` (the cross-batch
+    /// methods), its failure named as the strategy's.
+    pub fn weigh_cross_gramian(
+        &self,
+        weights: impl FnOnce(&[Vec<f64>]) -> std::result::Result<Vec<f64>, String>,
+    ) -> Result<Aggregate> {
+        let cross = self.cross_gramian()?;
+        Ok(Aggregate::Weights(
+            weights(&cross).map_err(|e| self.fail(e))?,
+        ))
+    }
+
     /// A solver's error message as this strategy's error.
     pub fn fail(&self, reason: String) -> Error {
         Error::InvalidDecision {

@@ -50,6 +50,7 @@ mod nash_mtl;
 mod pcd;
 mod pcgrad;
 mod sdmgrad;
+mod simplex_state;
 mod trimmed_mean;
 mod upgrad;
 

@@ -3,8 +3,9 @@
 use super::method::{Aggregate, GradientMethod, GradientStep};
 use std::collections::HashMap;
 
-use super::method::{lambda_state, two_batches};
-use crate::solvers::matrix::{check_square, check_vector, cross_matrix, mat_vec, uniform};
+use super::method::two_batches;
+use super::simplex_state::{cross_of_batches, SimplexState};
+use crate::solvers::matrix::{check_square, mat_vec};
 use crate::solvers::project_simplex;
 use crate::weighting::hyper::{check, Rule};
 use crate::weighting::Needs;
@@ -34,7 +35,7 @@ pub struct MoDo {
     pub gamma: f64,
     /// l2 regularisation coefficient of the weights.
     pub rho: f64,
-    lambda: Option<Vec<f64>>,
+    lambda: SimplexState,
 }
 
 impl Default for MoDo {
@@ -42,7 +43,7 @@ impl Default for MoDo {
         MoDo {
             gamma: 0.1,
             rho: 0.1,
-            lambda: None,
+            lambda: SimplexState::default(),
         }
     }
 }
@@ -55,7 +56,7 @@ impl MoDo {
         let s = MoDo {
             gamma,
             rho,
-            lambda: None,
+            lambda: SimplexState::default(),
         };
         GradientMethod::validate(&s)?;
         Ok(s)
@@ -63,29 +64,23 @@ impl MoDo {
 
     /// Forgets the weights; the next call starts from `1/K`.
     pub fn reset(&mut self) {
-        self.lambda = None;
+        self.lambda.set(None);
     }
 
     /// The current weights (`None` before the first call: `1/K`).
     pub fn state(&self) -> Option<&[f64]> {
-        self.lambda.as_deref()
+        self.lambda.get()
     }
 
     /// Sets the weights the next call starts from (`None` = `1/K`).
     pub fn set_state(&mut self, lambda: Option<Vec<f64>>) {
-        self.lambda = lambda;
+        self.lambda.set(lambda);
     }
 
     /// One update from the cross matrix `a = J_1 J_2^T` (K x K); returns the new weights.
     pub fn weights(&mut self, a: &[Vec<f64>]) -> Result<Vec<f64>, String> {
         let k = check_square(a, "MoDo cross matrix")?;
-        let lam = match &self.lambda {
-            Some(l) => {
-                check_vector(l, k, "MoDo state lambda (call reset() when K changes)")?;
-                l.clone()
-            }
-            None => uniform(k),
-        };
+        let lam = self.lambda.start(k, "MoDo state lambda")?;
         let al = mat_vec(a, &lam);
         let y: Vec<f64> = lam
             .iter()
@@ -93,7 +88,7 @@ impl MoDo {
             .map(|(l, g)| l - self.gamma * (g + self.rho * l))
             .collect();
         let new = project_simplex(&y)?;
-        self.lambda = Some(new.clone());
+        self.lambda.set(Some(new.clone()));
         Ok(new)
     }
 
@@ -103,8 +98,7 @@ impl MoDo {
         rows1: &[Vec<f64>],
         rows2: &[Vec<f64>],
     ) -> Result<Vec<f64>, String> {
-        let a = cross_matrix(rows1, rows2)?;
-        self.weights(&a)
+        self.weights(&cross_of_batches(rows1, rows2)?)
     }
 }
 
@@ -123,18 +117,15 @@ impl GradientMethod for MoDo {
     }
 
     fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
-        let w = self
-            .weights(&step.cross_gramian()?)
-            .map_err(|e| step.fail(e))?;
-        Ok(Aggregate::Weights(w))
+        step.weigh_cross_gramian(|a| self.weights(a))
     }
 
     fn state(&self) -> crate::Result<Vec<(String, Vec<f64>)>> {
-        Ok(lambda_state("weights", MoDo::state(self)))
+        Ok(self.lambda.to_entries())
     }
 
     fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> crate::Result<()> {
-        self.set_state(state.get("weights").cloned());
+        self.lambda.load(state);
         Ok(())
     }
 }

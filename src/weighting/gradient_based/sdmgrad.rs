@@ -3,10 +3,9 @@
 use super::method::{Aggregate, GradientMethod, GradientStep};
 use std::collections::HashMap;
 
-use super::method::{lambda_state, two_batches};
-use crate::solvers::matrix::{
-    check_square, check_vector, cross_matrix, mat_vec, pref_or_uniform, uniform,
-};
+use super::method::two_batches;
+use super::simplex_state::{cross_of_batches, SimplexState};
+use crate::solvers::matrix::{check_square, mat_vec, pref_or_uniform};
 use crate::solvers::project_simplex;
 use crate::weighting::hyper::{at_least, check, check_all, Rule};
 use crate::weighting::Needs;
@@ -49,7 +48,7 @@ pub struct SdmGrad {
     pub lambda_: f64,
     /// Preference vector `w~`; `None` means `1/K`.
     pub pref_vector: Option<Vec<f64>>,
-    w: Option<Vec<f64>>,
+    w: SimplexState,
 }
 
 impl Default for SdmGrad {
@@ -60,7 +59,7 @@ impl Default for SdmGrad {
             n_iter: 20,
             lambda_: 0.3,
             pref_vector: None,
-            w: None,
+            w: SimplexState::default(),
         }
     }
 }
@@ -82,7 +81,7 @@ impl SdmGrad {
             n_iter,
             lambda_,
             pref_vector,
-            w: None,
+            w: SimplexState::default(),
         };
         GradientMethod::validate(&s)?;
         Ok(s)
@@ -90,30 +89,24 @@ impl SdmGrad {
 
     /// Forgets the inner weights; the next call starts from `1/K`.
     pub fn reset(&mut self) {
-        self.w = None;
+        self.w.set(None);
     }
 
     /// The inner weights `w` kept between calls (`None` before the first call: `1/K`).
     pub fn state(&self) -> Option<&[f64]> {
-        self.w.as_deref()
+        self.w.get()
     }
 
     /// Sets the inner weights the next call starts from (`None` = `1/K`).
     pub fn set_state(&mut self, w: Option<Vec<f64>>) {
-        self.w = w;
+        self.w.set(w);
     }
 
     /// One call from the cross matrix `a = J_1 J_2^T` (K x K); returns the weights.
     pub fn weights(&mut self, a: &[Vec<f64>]) -> Result<Vec<f64>, String> {
         let k = check_square(a, "SDMGrad cross matrix")?;
         let wt = pref_or_uniform(&self.pref_vector, k)?;
-        let mut w = match &self.w {
-            Some(w) => {
-                check_vector(w, k, "SDMGrad state w (call reset() when K changes)")?;
-                w.clone()
-            }
-            None => uniform(k),
-        };
+        let mut w = self.w.start(k, "SDMGrad state w")?;
         let s = (0..k).map(|i| a[i][i].max(0.0).sqrt()).sum::<f64>() / k as f64;
         let denom = s * s + 1e-8;
         let an: Vec<Vec<f64>> = a
@@ -140,7 +133,7 @@ impl SdmGrad {
             w = project_simplex(&y)?;
             vel = Some(v);
         }
-        self.w = Some(w.clone());
+        self.w.set(Some(w.clone()));
         Ok(w.iter()
             .zip(&wt)
             .map(|(a, b)| (a + self.lambda_ * b) / (1.0 + self.lambda_))
@@ -153,8 +146,7 @@ impl SdmGrad {
         rows1: &[Vec<f64>],
         rows2: &[Vec<f64>],
     ) -> Result<Vec<f64>, String> {
-        let a = cross_matrix(rows1, rows2)?;
-        self.weights(&a)
+        self.weights(&cross_of_batches(rows1, rows2)?)
     }
 }
 
@@ -179,18 +171,15 @@ impl GradientMethod for SdmGrad {
     }
 
     fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
-        let w = self
-            .weights(&step.cross_gramian()?)
-            .map_err(|e| step.fail(e))?;
-        Ok(Aggregate::Weights(w))
+        step.weigh_cross_gramian(|a| self.weights(a))
     }
 
     fn state(&self) -> crate::Result<Vec<(String, Vec<f64>)>> {
-        Ok(lambda_state("weights", SdmGrad::state(self)))
+        Ok(self.w.to_entries())
     }
 
     fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> crate::Result<()> {
-        self.set_state(state.get("weights").cloned());
+        self.w.load(state);
         Ok(())
     }
 }
