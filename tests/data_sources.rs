@@ -170,7 +170,7 @@ fn every_kind_of_bad_row_is_named_by_manifest_line_and_column() {
             .to_string()
     };
     let plain = ManifestConfig::default();
-    let cases: [(&str, ManifestConfig, &[&str]); 5] = [
+    let cases: [(&str, ManifestConfig, &[&str]); 6] = [
         (
             "img/0.png,1,2.5\nimg/9.png,1,2.5\n",
             plain.clone(),
@@ -190,6 +190,12 @@ fn every_kind_of_bad_row_is_named_by_manifest_line_and_column() {
             "img/0.png,1,inf\n",
             plain.clone(),
             &["line 2", "'value'", "not a finite number"],
+        ),
+        // Finite as f64, beyond f32: refused rather than read as infinity.
+        (
+            "img/0.png,1,2.5\nimg/1.png,1,1e39\n",
+            plain.clone(),
+            &["line 3", "'value'", "not a finite number"],
         ),
         (
             "img/0.png,1,2.5\nimg/1.png,12,2.5\n",

@@ -151,15 +151,21 @@ pub trait Dataset: Send + Sync {
             let Some(values) = find(name) else {
                 return Ok(None);
             };
+            // A class per sample, or per step of a sequence (`(N, T)`): `per` values a sample.
+            let per = values
+                .dims()
+                .get(1..)
+                .map_or(1, |d| d.iter().product::<usize>());
             let values: Vec<i64> = values.flatten_all()?.to_dtype(DType::I64)?.to_vec1()?;
             let labelled: Option<Vec<u8>> = find(&mask_name)
                 .map(|m| m.to_dtype(DType::U8)?.to_vec1())
                 .transpose()?;
             for (j, &v) in values.iter().enumerate() {
-                if labelled.as_ref().is_some_and(|m| m[j] == 0) {
+                let row = j / per.max(1);
+                if labelled.as_ref().is_some_and(|m| m.get(row) == Some(&0)) {
                     continue;
                 }
-                let index = start + j;
+                let index = start + row;
                 let c = u32::try_from(v).map_err(|_| {
                     let what = if v < 0 {
                         "a negative class"
@@ -430,6 +436,22 @@ mod tests {
                 ],
             })
         }
+    }
+
+    #[test]
+    fn class_range_of_per_step_classes_names_the_sample() -> Result<()> {
+        // Three sequences of two steps; sample 1 unlabelled (its class 9 is a placeholder).
+        let ds = super::super::TensorDataset::new(Tensor::zeros((3, 2), DType::F32, &Device::Cpu)?)
+            .with_target(
+                "tag",
+                Tensor::new(&[[0u32, 1], [9, 9], [4, 2]], &Device::Cpu)?,
+            )?
+            .with_label_mask("tag", Tensor::new(&[1u8, 0, 1], &Device::Cpu)?)?;
+        assert_eq!(
+            ds.class_range("tag")?,
+            Some(ClassRange { max: 4, index: 2 })
+        );
+        Ok(())
     }
 
     #[test]

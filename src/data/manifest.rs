@@ -314,6 +314,8 @@ impl CsvManifest {
             }
         }
         let tasks = task_columns(&header, &task_cols, &config.kinds, &mut rows, &mut reject)?;
+        // Class-count rejections come after the read loop: list every skipped row in file order.
+        skipped.sort_by_key(|r| r.line);
         if rows.is_empty() {
             return Err(match skipped.first() {
                 None => Error::malformed(&path, "has a header but no sample rows"),
@@ -404,7 +406,8 @@ impl CsvManifest {
 
     /// This manifest's configuration with every kind, class count, channel count and image
     /// size fixed to what was read: for reading a test manifest the way the training one
-    /// was (a test class beyond the training classes is then a bad row).
+    /// was (a test class beyond the training classes is then a bad row; test images of
+    /// another size are brought to the training size by the configured fit).
     pub fn resolved_config(&self) -> ManifestConfig {
         let mut config = self.config.clone();
         for t in &self.tasks {
@@ -449,7 +452,8 @@ fn read_row(
             return Ok(None);
         }
         match cell.parse::<f64>() {
-            Ok(v) if v.is_finite() => Ok(Some(v)),
+            // Values are stored as f32: one beyond its range is refused here, not read as inf.
+            Ok(v) if v.is_finite() && (v as f32).is_finite() => Ok(Some(v)),
             Ok(_) => Err((
                 header[c].clone(),
                 format!("'{cell}' is not a finite number"),
@@ -486,7 +490,10 @@ fn read_row(
     }
     let mut cells = Vec::with_capacity(task_cols.len());
     for &c in task_cols {
-        let integer = !record[c].is_empty() && record[c].bytes().all(|b| b.is_ascii_digit());
+        // A class index: digits only, within u32 (larger whole numbers are values).
+        let integer = !record[c].is_empty()
+            && record[c].bytes().all(|b| b.is_ascii_digit())
+            && record[c].parse::<u32>().is_ok();
         cells.push(number(c)?.map(|v| (v, integer)));
     }
     Ok(Row {

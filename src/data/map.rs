@@ -29,6 +29,13 @@ impl<D, F> fmt::Debug for Mapped<D, F> {
 impl<D: Dataset, F: Fn(Tensor) -> Result<Tensor> + Send + Sync> Mapped<D, F> {
     /// Applies `f` to every input of `inner`; reads the first sample to learn the new shape.
     pub fn new(inner: D, f: F) -> Result<Self> {
+        if inner.augments() {
+            return Err(Error::DataMismatch(
+                "the dataset augments its training batches; map the plain dataset and augment \
+                 the result (DatasetExt::augmented)"
+                    .into(),
+            ));
+        }
         let shape = if inner.is_empty() {
             inner.input_shape()
         } else {

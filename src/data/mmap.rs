@@ -111,8 +111,16 @@ impl MmapDataset {
                 "inputs are a scalar, not an array of samples",
             ));
         };
-        let row_bytes = shape.iter().product::<usize>() * dtype.size_in_bytes();
-        let need = offset + n * row_bytes;
+        let too_large =
+            || Error::malformed(path, format!("inputs {dims:?} are too large to address"));
+        let row_bytes = shape
+            .iter()
+            .try_fold(dtype.size_in_bytes(), |acc, &d| acc.checked_mul(d))
+            .ok_or_else(too_large)?;
+        let need = n
+            .checked_mul(row_bytes)
+            .and_then(|b| b.checked_add(offset))
+            .ok_or_else(too_large)?;
         if map.len() < need {
             return Err(Error::malformed(
                 path,

@@ -107,10 +107,13 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let h = parse_npy_header(path, &bytes)?;
-    let count: usize = h.shape.iter().product();
-    let need = count * h.dtype.size_in_bytes();
+    let need = h
+        .shape
+        .iter()
+        .try_fold(h.dtype.size_in_bytes(), |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::malformed(path, format!("shape {:?} is too large", h.shape)))?;
     let data = bytes
-        .get(h.data_offset..h.data_offset + need)
+        .get(h.data_offset..h.data_offset.saturating_add(need))
         .ok_or_else(|| {
             Error::malformed(
                 path,

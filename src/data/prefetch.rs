@@ -94,7 +94,8 @@ impl Drop for StopOnDrop<'_> {
 
 /// Calls `produce(0..count)` on `workers` threads and hands each item to `consume` on the
 /// calling thread **in index order**, whatever thread finished first. At most `depth` items
-/// (at least one) are claimed ahead of the consumer, so memory stays bounded by `depth` items.
+/// (at least one) are claimed ahead of the one being consumed, so memory stays bounded by
+/// `depth + 1` items.
 /// With `workers == 0` or `depth == 0` everything runs on the calling thread.
 ///
 /// `produce` must depend only on its index (seed any randomness from it): the items, and so
@@ -113,7 +114,13 @@ where
     C: FnMut(T) -> Result<()>,
 {
     if workers == 0 || depth == 0 {
-        return prefetch(count, 0, &produce, consume);
+        // On the calling thread a panic while producing is an error too, as on a worker.
+        let guarded = |i: usize| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| produce(i))).unwrap_or_else(
+                |_| Err(Error::DataMismatch(format!("preparing batch {i} panicked"))),
+            )
+        };
+        return prefetch(count, 0, guarded, consume);
     }
     let window = (
         Mutex::new(Window {
@@ -235,7 +242,7 @@ mod tests {
 
     #[test]
     fn parallel_errors_and_panics_stop_every_worker() {
-        for workers in [1, 4] {
+        for workers in [0, 1, 4] {
             let err = prefetch_parallel(
                 100,
                 workers,

@@ -66,7 +66,7 @@ impl TensorDataset {
         };
         let all: Vec<u32> = (0..n as u32).collect();
         let mut out = TensorDataset::new(inputs);
-        for (name, t) in super::collate_targets(dataset, &all)? {
+        for (name, t) in dataset.read_targets(&all)? {
             out = out.with_target(name, t)?;
         }
         Ok(out)
@@ -285,10 +285,12 @@ impl Dataset for TensorDataset {
         let targets = (0..self.task_targets().count())
             .map(|t| Dataset::target(self, index, t))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Sample {
-            input: self.inputs.get(index)?,
-            targets,
-        })
+        let input = self.inputs.get(index)?;
+        let input = match &self.normalize {
+            Some(n) => n.apply(&input.unsqueeze(0)?)?.squeeze(0)?,
+            None => input,
+        };
+        Ok(Sample { input, targets })
     }
 
     fn target(&self, index: usize, target: usize) -> Result<Option<Target>> {
