@@ -18,7 +18,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use candle_mtl::data::{read_npy, write_npy, Dataset, DatasetExt, MmapDataset, NpyWriter};
 use candle_mtl::prelude::*;
-use common::runs::{fit_and_report, number, parameter_digest, write_json};
+use common::runs::{fit_and_report, number};
 use common::{main_with, Args};
 use rand::{Rng, SeedableRng};
 
@@ -240,18 +240,12 @@ fn run(args: &Args) -> Result<()> {
         peak.map(|m| format!(" ({:.1}% of it)", 100.0 * m / file_mib)).unwrap_or_default()
     );
     if let Some(path) = args.get("summary-json") {
-        let json = serde_json::json!({
+        let fields = serde_json::json!({
             "example": "from_arrays",
             "samples": ds.len(),
             "file_mib": number(file_mib),
-            "steps": trainer.steps_done(),
-            "tasks": run.tasks,
-            "samples_per_second": number(throughput),
-            "peak_memory_mib": peak.map(number),
-            "parameters_digest": parameter_digest(trainer.model())?,
         });
-        write_json(path, &json)?;
-        println!("summary written to {path}");
+        run.write_summary(path, fields, &trainer)?;
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ use candle_mtl::data::{
 };
 use candle_mtl::device::describe;
 use candle_mtl::prelude::*;
-use common::runs::{fit_and_report, number, parameter_digest, write_json};
+use common::runs::fit_and_report;
 use common::{main_with, Args};
 
 const USAGE: &str = "from_csv: a multi-task model trained from a CSV manifest
@@ -278,24 +278,18 @@ fn run(args: &Args) -> Result<()> {
             .unwrap_or_else(|| "n/a".into())
     );
     if let Some(path) = args.get("summary-json") {
-        let json = serde_json::json!({
+        let fields = serde_json::json!({
             "example": "from_csv",
             "manifest": manifest,
             "in_memory": args.flag("in-memory"),
             "workers": workers,
             "seed": seed,
             "epochs": epochs,
-            "steps": trainer.steps_done(),
             "train_samples": train_data.len(),
             "test_samples": test_data.len(),
             "skipped_rows": train.skipped().len(),
-            "tasks": run.tasks,
-            "samples_per_second": number(throughput),
-            "peak_memory_mib": peak.map(number),
-            "parameters_digest": parameter_digest(trainer.model())?,
         });
-        write_json(path, &json)?;
-        println!("summary written to {path}");
+        run.write_summary(path, fields, &trainer)?;
     }
     Ok(())
 }

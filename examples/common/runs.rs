@@ -199,3 +199,30 @@ pub fn fit_and_report(
         peak_mib: super::peak_memory_mib(),
     })
 }
+
+impl RunOutcome {
+    /// Writes the object `fields` plus the run's steps, tasks, samples/s, peak memory and
+    /// parameter digest as JSON to `path`.
+    pub fn write_summary(
+        self,
+        path: &str,
+        fields: serde_json::Value,
+        trainer: &Trainer,
+    ) -> candle_mtl::Result<()> {
+        let mut fields = match fields {
+            serde_json::Value::Object(m) => m,
+            other => serde_json::Map::from_iter([("fields".to_string(), other)]),
+        };
+        fields.insert("steps".into(), trainer.steps_done().into());
+        fields.insert("tasks".into(), self.tasks.into());
+        fields.insert("samples_per_second".into(), number(self.samples_per_second));
+        fields.insert("peak_memory_mib".into(), self.peak_mib.map(number).into());
+        fields.insert(
+            "parameters_digest".into(),
+            parameter_digest(trainer.model())?.into(),
+        );
+        write_json(path, &fields.into())?;
+        println!("summary written to {path}");
+        Ok(())
+    }
+}

@@ -29,6 +29,8 @@ mod image_folder;
 mod loader;
 #[cfg(feature = "csv")]
 mod manifest;
+#[cfg(feature = "csv")]
+mod manifest_config;
 mod map;
 mod mmap;
 mod mnist;
@@ -61,7 +63,9 @@ pub use image_file::{ImageFit, ImageOptions};
 pub use image_folder::ImageFolder;
 pub use loader::DataLoader;
 #[cfg(feature = "csv")]
-pub use manifest::{ColumnKind, CsvManifest, ManifestConfig, SkippedRow};
+pub use manifest::CsvManifest;
+#[cfg(feature = "csv")]
+pub use manifest_config::{ColumnKind, ManifestConfig, SkippedRow};
 pub use map::{Mapped, Prepared};
 pub use mmap::MmapDataset;
 pub use mnist::{load_emnist, load_mnist, Mnist, MNIST_FILES};
