@@ -122,6 +122,21 @@ pub fn check_indices(order: &[usize], k: usize, name: &str) -> Result<(), String
     Ok(())
 }
 
+/// Checks one visiting order per task (`orders.len() == k`, every index below `k`); `method`
+/// names the strategy in the message.
+pub fn check_orders(orders: &[Vec<usize>], k: usize, method: &str) -> Result<(), String> {
+    if orders.len() != k {
+        return Err(format!(
+            "{method}: expected {k} task orders (one per task), got {}",
+            orders.len()
+        ));
+    }
+    for (i, order) in orders.iter().enumerate() {
+        check_indices(order, k, &format!("orders[{i}]"))?;
+    }
+    Ok(())
+}
+
 /// Dot product of two equally long slices.
 pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()

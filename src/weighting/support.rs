@@ -202,11 +202,6 @@ impl LearnedParameters {
         Ok(())
     }
 
-    /// The variable, once created.
-    pub(crate) fn var(&self) -> Option<&Var> {
-        self.0.as_ref()
-    }
-
     /// Current values (empty before [`init`](Self::init)).
     pub(crate) fn values(&self) -> Result<Vec<f64>> {
         match &self.0 {

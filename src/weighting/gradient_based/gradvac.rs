@@ -1,9 +1,9 @@
 //! GradVac (Gradient Vaccine), LibMTL 1.1.5 and torchjd 0.18.0 variants.
 
-use super::method::{Aggregate, GradientMethod, GradientStep};
+use super::method::{random_orders_method, GradientMethod};
 use std::collections::HashMap;
 
-use crate::solvers::matrix::{check_indices, check_rows, check_square_of, gramian};
+use crate::solvers::matrix::{check_orders, check_rows, check_square_of, gramian};
 use crate::weighting::hyper::{check, Rule};
 use crate::weighting::StrategyRng;
 
@@ -125,15 +125,7 @@ impl GradVac {
     ) -> Result<Vec<f64>, String> {
         let k = gram.len();
         check_square_of(gram, k, "gramian")?;
-        if orders.len() != k {
-            return Err(format!(
-                "GradVac: expected {k} task orders (one per task), got {}",
-                orders.len()
-            ));
-        }
-        for (i, o) in orders.iter().enumerate() {
-            check_indices(o, k, &format!("orders[{i}]"))?;
-        }
+        check_orders(orders, k, "GradVac")?;
         if self.phi_hat.len() != k || self.phi_hat.iter().any(|r| r.len() != k) {
             self.phi_hat = vec![vec![0.0; k]; k];
         }
@@ -209,16 +201,7 @@ impl GradientMethod for GradVac {
         check("gradvac", "eps", self.eps, Rule::NonNegative)
     }
 
-    fn seed(&mut self, seed: u64) {
-        self.rng = StrategyRng::new(seed);
-    }
-
-    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
-        step.weigh_gramian(|gram| {
-            let orders = self.rng.orders(gram.len());
-            self.weights_from_gramian(gram, &orders)
-        })
-    }
+    random_orders_method!();
 
     fn state(&self) -> crate::Result<Vec<(String, Vec<f64>)>> {
         Ok(vec![

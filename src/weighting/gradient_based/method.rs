@@ -338,3 +338,24 @@ impl<W: GramianWeighting + Send> GradientMethod for W {
         Ok(Aggregate::Weights(w))
     }
 }
+
+/// The `seed` and `combine` of a [`GradientMethod`] that visits the tasks in random orders:
+/// a field `rng: StrategyRng` and a `weights_from_gramian(gram, orders)`, inside its
+/// `impl GradientMethod` block.
+macro_rules! random_orders_method {
+    () => {
+        fn seed(&mut self, seed: u64) {
+            self.rng = $crate::weighting::StrategyRng::new(seed);
+        }
+
+        fn combine(
+            &mut self,
+            step: &$crate::weighting::gradient_based::GradientStep,
+        ) -> $crate::Result<$crate::weighting::gradient_based::Aggregate> {
+            let orders = self.rng.orders(step.gradients().num_tasks());
+            step.weigh_gramian(|gram| self.weights_from_gramian(gram, &orders))
+        }
+    };
+}
+
+pub(crate) use random_orders_method;

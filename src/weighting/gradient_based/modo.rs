@@ -1,10 +1,9 @@
 //! MoDo: multi-objective gradient with double sampling.
 
-use super::method::{Aggregate, GradientMethod, GradientStep};
-use std::collections::HashMap;
+use super::method::GradientMethod;
 
 use super::method::two_batches;
-use super::simplex_state::{cross_of_batches, SimplexState};
+use super::simplex_state::{simplex_state_accessors, simplex_state_method, SimplexState};
 use crate::solvers::matrix::{check_square, mat_vec};
 use crate::solvers::project_simplex;
 use crate::weighting::hyper::{check, Rule};
@@ -62,20 +61,7 @@ impl MoDo {
         Ok(s)
     }
 
-    /// Forgets the weights; the next call starts from `1/K`.
-    pub fn reset(&mut self) {
-        self.lambda.set(None);
-    }
-
-    /// The current weights (`None` before the first call: `1/K`).
-    pub fn state(&self) -> Option<&[f64]> {
-        self.lambda.get()
-    }
-
-    /// Sets the weights the next call starts from (`None` = `1/K`).
-    pub fn set_state(&mut self, lambda: Option<Vec<f64>>) {
-        self.lambda.set(lambda);
-    }
+    simplex_state_accessors!(lambda, "the weights");
 
     /// One update from the cross matrix `a = J_1 J_2^T` (K x K); returns the new weights.
     pub fn weights(&mut self, a: &[Vec<f64>]) -> Result<Vec<f64>, String> {
@@ -90,15 +76,6 @@ impl MoDo {
         let new = project_simplex(&y)?;
         self.lambda.set(Some(new.clone()));
         Ok(new)
-    }
-
-    /// Same as [`MoDo::weights`] with `A` formed from two independent batches of gradients.
-    pub fn weights_from_batches(
-        &mut self,
-        rows1: &[Vec<f64>],
-        rows2: &[Vec<f64>],
-    ) -> Result<Vec<f64>, String> {
-        self.weights(&cross_of_batches(rows1, rows2)?)
     }
 }
 
@@ -116,16 +93,5 @@ impl GradientMethod for MoDo {
         check("modo", "rho", self.rho, Rule::NonNegative)
     }
 
-    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
-        step.weigh_cross_gramian(|a| self.weights(a))
-    }
-
-    fn state(&self) -> crate::Result<Vec<(String, Vec<f64>)>> {
-        Ok(self.lambda.to_entries())
-    }
-
-    fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> crate::Result<()> {
-        self.lambda.load(state);
-        Ok(())
-    }
+    simplex_state_method!(lambda);
 }

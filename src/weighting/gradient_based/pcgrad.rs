@@ -1,9 +1,9 @@
 //! PCGrad (Projecting Conflicting Gradients), LibMTL 1.1.5 and torchjd 0.18.0 variants.
 
-use super::method::{Aggregate, GradientMethod, GradientStep};
+use super::method::{random_orders_method, GradientMethod};
 use std::collections::HashMap;
 
-use crate::solvers::matrix::{check_indices, check_rows, check_square_of, gramian};
+use crate::solvers::matrix::{check_orders, check_rows, check_square_of, gramian};
 use crate::weighting::hyper::{check, Rule};
 use crate::weighting::StrategyRng;
 
@@ -88,15 +88,9 @@ impl PcGrad {
     ) -> Result<Vec<Vec<f64>>, String> {
         let k = gram.len();
         check_square_of(gram, k, "gramian")?;
-        if orders.len() != k {
-            return Err(format!(
-                "PCGrad: expected {k} task orders (one per task), got {}",
-                orders.len()
-            ));
-        }
+        check_orders(orders, k, "PCGrad")?;
         let mut rows = Vec::with_capacity(k);
         for (i, order) in orders.iter().enumerate() {
-            check_indices(order, k, &format!("orders[{i}]"))?;
             let mut c = vec![0.0; k];
             c[i] = 1.0;
             for &j in order {
@@ -133,16 +127,7 @@ impl GradientMethod for PcGrad {
         check("pcgrad", "eps", self.eps, Rule::NonNegative)
     }
 
-    fn seed(&mut self, seed: u64) {
-        self.rng = StrategyRng::new(seed);
-    }
-
-    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
-        step.weigh_gramian(|gram| {
-            let orders = self.rng.orders(gram.len());
-            self.weights_from_gramian(gram, &orders)
-        })
-    }
+    random_orders_method!();
 
     fn state(&self) -> crate::Result<Vec<(String, Vec<f64>)>> {
         Ok(vec![("rng".to_string(), self.rng.to_state())])

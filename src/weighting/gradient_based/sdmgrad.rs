@@ -1,10 +1,9 @@
 //! SDMGrad: stochastic direction-oriented multi-objective gradient descent.
 
-use super::method::{Aggregate, GradientMethod, GradientStep};
-use std::collections::HashMap;
+use super::method::GradientMethod;
 
 use super::method::two_batches;
-use super::simplex_state::{cross_of_batches, SimplexState};
+use super::simplex_state::{simplex_state_accessors, simplex_state_method, SimplexState};
 use crate::solvers::matrix::{check_square, mat_vec, pref_or_uniform};
 use crate::solvers::project_simplex;
 use crate::weighting::hyper::{at_least, check, check_all, Rule};
@@ -87,20 +86,7 @@ impl SdmGrad {
         Ok(s)
     }
 
-    /// Forgets the inner weights; the next call starts from `1/K`.
-    pub fn reset(&mut self) {
-        self.w.set(None);
-    }
-
-    /// The inner weights `w` kept between calls (`None` before the first call: `1/K`).
-    pub fn state(&self) -> Option<&[f64]> {
-        self.w.get()
-    }
-
-    /// Sets the inner weights the next call starts from (`None` = `1/K`).
-    pub fn set_state(&mut self, w: Option<Vec<f64>>) {
-        self.w.set(w);
-    }
+    simplex_state_accessors!(w, "the inner weights `w`");
 
     /// One call from the cross matrix `a = J_1 J_2^T` (K x K); returns the weights.
     pub fn weights(&mut self, a: &[Vec<f64>]) -> Result<Vec<f64>, String> {
@@ -139,15 +125,6 @@ impl SdmGrad {
             .map(|(a, b)| (a + self.lambda_ * b) / (1.0 + self.lambda_))
             .collect())
     }
-
-    /// Same as [`SdmGrad::weights`] with `A` formed from two independent batches of gradients.
-    pub fn weights_from_batches(
-        &mut self,
-        rows1: &[Vec<f64>],
-        rows2: &[Vec<f64>],
-    ) -> Result<Vec<f64>, String> {
-        self.weights(&cross_of_batches(rows1, rows2)?)
-    }
 }
 
 impl GradientMethod for SdmGrad {
@@ -170,16 +147,5 @@ impl GradientMethod for SdmGrad {
         }
     }
 
-    fn combine(&mut self, step: &GradientStep) -> crate::Result<Aggregate> {
-        step.weigh_cross_gramian(|a| self.weights(a))
-    }
-
-    fn state(&self) -> crate::Result<Vec<(String, Vec<f64>)>> {
-        Ok(self.w.to_entries())
-    }
-
-    fn load_state(&mut self, state: &HashMap<String, Vec<f64>>) -> crate::Result<()> {
-        self.w.load(state);
-        Ok(())
-    }
+    simplex_state_method!(w);
 }

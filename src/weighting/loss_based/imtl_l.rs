@@ -1,11 +1,7 @@
 //! Impartial Multi-Task Learning, loss-balance variant (IMTL-L).
 
-use super::scalarize::{
-    check_finite, check_same_len, loss_values, sized_for, LearnedParameters, Scalarized,
-};
-use crate::error::Result as CrateResult;
-use crate::weighting::support::solver_error;
-use crate::weighting::{Decision, StepInput, TaskWeighting, WeightingSetup};
+use super::learned_scales::learned_scale_weighting;
+use super::scalarize::{check_finite, check_same_len, LearnedParameters, Scalarized};
 
 /// IMTL-L: each task gets a learnable log-scale `s_k` and `S(L, s) = Σ_k ( e^{s_k} L_k - s_k )`.
 ///
@@ -79,47 +75,4 @@ impl ImtlL {
     }
 }
 
-impl TaskWeighting for ImtlL {
-    fn name(&self) -> &str {
-        "imtl-l"
-    }
-
-    fn prepare(&mut self, setup: &WeightingSetup) -> CrateResult<()> {
-        sized_for(
-            &mut self.log_scale,
-            setup.task_names.len(),
-            "imtl-l",
-            "log-scales",
-        )?;
-        self.learned.init(&self.log_scale)
-    }
-
-    fn parameters(&self) -> Vec<(String, candle_core::Var)> {
-        self.learned
-            .var()
-            .map(|v| ("log_scale".to_string(), v.clone()))
-            .into_iter()
-            .collect()
-    }
-
-    fn decide(&mut self, input: &StepInput) -> CrateResult<Decision> {
-        if self.learned.var().is_some() {
-            self.log_scale = self.learned.values()?;
-        }
-        let s = self
-            .scalarize(input.losses)
-            .map_err(solver_error("imtl-l"))?;
-        Ok(Decision::Weights(s.loss_weights))
-    }
-
-    fn auxiliary_loss(
-        &self,
-        detached_losses: &[candle_core::Tensor],
-    ) -> CrateResult<Option<candle_core::Tensor>> {
-        let losses = loss_values(detached_losses)?;
-        let g = self
-            .parameter_gradient(&losses)
-            .map_err(solver_error("imtl-l"))?;
-        self.learned.surrogate(&g)
-    }
-}
+learned_scale_weighting!(ImtlL, "imtl-l", log_scale, "log_scale", "log-scales");

@@ -26,6 +26,7 @@ mod fixed;
 mod geometric_mean;
 mod imtl_l;
 mod inverse_loss;
+mod learned_scales;
 mod pbi;
 mod rlw;
 mod scalarize;

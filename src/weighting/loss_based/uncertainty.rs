@@ -1,11 +1,7 @@
 //! Uncertainty weighting (UW).
 
-use super::scalarize::{
-    check_finite, check_same_len, loss_values, sized_for, LearnedParameters, Scalarized,
-};
-use crate::error::Result as CrateResult;
-use crate::weighting::support::solver_error;
-use crate::weighting::{Decision, StepInput, TaskWeighting, WeightingSetup};
+use super::learned_scales::learned_scale_weighting;
+use super::scalarize::{check_finite, check_same_len, LearnedParameters, Scalarized};
 
 /// Uncertainty Weighting: each task gets a learnable log-variance `s_k = log σ_k²` and
 /// `S(L, s) = Σ_k ( ½ e^{-s_k} L_k + ½ s_k )`.
@@ -79,47 +75,10 @@ impl Uncertainty {
     }
 }
 
-impl TaskWeighting for Uncertainty {
-    fn name(&self) -> &str {
-        "uncertainty"
-    }
-
-    fn prepare(&mut self, setup: &WeightingSetup) -> CrateResult<()> {
-        sized_for(
-            &mut self.log_var,
-            setup.task_names.len(),
-            "uncertainty",
-            "log-variances",
-        )?;
-        self.learned.init(&self.log_var)
-    }
-
-    fn parameters(&self) -> Vec<(String, candle_core::Var)> {
-        self.learned
-            .var()
-            .map(|v| ("log_var".to_string(), v.clone()))
-            .into_iter()
-            .collect()
-    }
-
-    fn decide(&mut self, input: &StepInput) -> CrateResult<Decision> {
-        if self.learned.var().is_some() {
-            self.log_var = self.learned.values()?;
-        }
-        let s = self
-            .scalarize(input.losses)
-            .map_err(solver_error("uncertainty"))?;
-        Ok(Decision::Weights(s.loss_weights))
-    }
-
-    fn auxiliary_loss(
-        &self,
-        detached_losses: &[candle_core::Tensor],
-    ) -> CrateResult<Option<candle_core::Tensor>> {
-        let losses = loss_values(detached_losses)?;
-        let g = self
-            .parameter_gradient(&losses)
-            .map_err(solver_error("uncertainty"))?;
-        self.learned.surrogate(&g)
-    }
-}
+learned_scale_weighting!(
+    Uncertainty,
+    "uncertainty",
+    log_var,
+    "log_var",
+    "log-variances"
+);
