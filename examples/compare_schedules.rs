@@ -83,7 +83,7 @@ impl Bench {
         let mut b = MultiTaskModel::builder(&candle_core::Device::Cpu, seed)
             .encoder(|p| ConvNet::new(&config, p))?;
         for &k in tasks {
-            let (name, metric, outputs) = self.tasks[k];
+            let (name, ref metric, outputs) = self.tasks[k];
             let spec = if metric.is_classification() {
                 TaskSpec::classification(name)
             } else {
@@ -228,7 +228,7 @@ fn train_run(
     let values = tasks
         .iter()
         .map(|&k| {
-            let (name, metric, _) = bench.tasks[k];
+            let (name, ref metric, _) = bench.tasks[k];
             eval.task(name)
                 .and_then(|t| t.metric(metric))
                 .unwrap_or(f64::NAN)
@@ -329,7 +329,7 @@ fn run(args: &Args) -> Result<()> {
                 .iter()
                 .zip(&v)
                 .zip(&base)
-                .map(|((t, m), b)| (t.1, *m, *b))
+                .map(|((t, m), b)| (t.1.clone(), *m, *b))
                 .collect();
             let dm = delta_m(&entries).unwrap_or(f64::NAN);
             let shown: Vec<String> = bench

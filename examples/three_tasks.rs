@@ -170,7 +170,7 @@ fn run(args: &Args) -> Result<()> {
     if let Some(eval) = fit.last().and_then(|e| e.eval.as_ref()) {
         println!("\n| task | loss | test metric |\n|---|---|---|");
         for t in &eval.tasks {
-            let (metric, value) = t.metrics[0];
+            let (metric, value) = &t.metrics[0];
             println!(
                 "| {} | {:.4} | {} {:.4} |",
                 t.task,

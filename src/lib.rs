@@ -58,10 +58,10 @@ pub mod prelude {
     pub use crate::encoder::{ConvNet, ConvNetConfig, Mlp, MlpConfig, SharedEncoder};
     pub use crate::head::{LinearHead, MlpHead, TaskHead};
     pub use crate::layers::Activation;
-    pub use crate::metrics::Metric;
+    pub use crate::metrics::{Metric, TaskMetric};
     pub use crate::model::MultiTaskModel;
     pub use crate::optim::OptimizerConfig;
-    pub use crate::task::{Loss, TaskSpec};
+    pub use crate::task::{Loss, TaskLoss, TaskSpec};
     pub use crate::train::{MultiTaskTrainer, TaskData, Trainer, TrainerConfig};
     pub use crate::weighting::{
         Equal, Fixed, GradientSource, InputMode, InverseLoss, TaskWeighting,

@@ -424,17 +424,7 @@ impl MultiTaskModelBuilder {
                 encoder_output,
             });
         }
-        if let Some(m) = spec
-            .metrics
-            .iter()
-            .find(|m| m.is_classification() != spec.loss.is_classification())
-        {
-            return Err(Error::config(
-                format!("metrics of task '{name}'"),
-                m,
-                format!("does not apply to a task trained with {:?}", spec.loss),
-            ));
-        }
+        spec.validate()?;
         if spec.loss.is_classification() && head.output_dim() < 2 {
             return Err(Error::config(
                 format!("head of task '{name}'"),

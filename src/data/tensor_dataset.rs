@@ -111,12 +111,21 @@ impl TensorDataset {
     /// has one entry per sample, non-zero where the label is present. Unlabelled samples add
     /// nothing to the task's loss, gradient or metrics; their target values are ignored (any
     /// placeholder will do). Stored as the target `<task>.mask`.
+    ///
+    /// For a multi-label task the mask may instead have the shape of the task's targets
+    /// (`(N, L)`, added before it): one entry per label, so that only the present labels
+    /// count ([`BinaryCrossEntropy`](crate::task::BinaryCrossEntropy), F1, mAP).
     pub fn with_label_mask(self, task: &str, mask: Tensor) -> Result<Self> {
         let n = self.len();
-        if mask.dims() != [n] {
+        let per_label = self
+            .target(task)
+            .is_some_and(|t| t.rank() > 1 && t.dims() == mask.dims() && !t.dtype().is_int());
+        if mask.dims() != [n] && !per_label {
             return Err(Error::DataMismatch(format!(
-                "label mask of task '{task}' has shape {:?}, expected ({n},)",
-                mask.dims()
+                "label mask of task '{task}' has shape {:?}, expected ({n},) or, for a \
+                 multi-label task, its targets' shape {:?}",
+                mask.dims(),
+                self.target(task).map(|t| t.dims().to_vec())
             )));
         }
         let mask = mask
@@ -299,7 +308,8 @@ impl Dataset for TensorDataset {
             return Ok(None);
         };
         if let Some(mask) = self.label_mask(name) {
-            if mask.get(index)?.to_scalar::<u8>()? == 0 {
+            // A per-label mask: the sample is labelled when any of its labels is.
+            if mask.get(index)?.flatten_all()?.max(0)?.to_scalar::<u8>()? == 0 {
                 return Ok(None);
             }
         }

@@ -1,13 +1,22 @@
-//! Evaluation metrics per task, accumulated over batches.
+//! Evaluation metrics per task, accumulated over batches: the [`Metric`] keys of reports,
+//! the [`TaskMetric`] trait a metric implements (built-in or a user's own), and Delta-m.
+
+mod multi_label;
+mod task_metric;
+mod top_k;
+
+pub use task_metric::{MetricState, TaskMetric};
 
 use candle_core::{DType, Tensor};
 
 use crate::error::Result;
 use crate::task::{check_class_shapes, match_regression_shape};
 
-/// A metric reported by evaluation.
+/// A metric reported by evaluation: its name and direction, the key of its value in every
+/// report. The built-in ones are computed by their [`TaskMetric`] implementation on this
+/// enum; [`Metric::Custom`] names a user's [`TaskMetric`].
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Metric {
     /// Fraction of samples whose arg-max prediction is the target class.
     Accuracy,
@@ -17,33 +26,71 @@ pub enum Metric {
     Mae,
     /// Root mean squared error.
     Rmse,
+    /// Fraction of samples whose target class is among the `k` highest logits (ties count
+    /// in the sample's favour).
+    TopKAccuracy(usize),
+    /// Micro-averaged F1 of multi-label predictions (logit > 0, probability > ½) against 0/1
+    /// targets `(N, L)`: `2 TP / (2 TP + FP + FN)` over every present label.
+    MultiLabelF1,
+    /// Mean over labels of the average precision of the logits' ranking (labels without a
+    /// positive sample are left out), multi-label targets `(N, L)`.
+    MeanAveragePrecision,
+    /// A user's metric, computed by its own [`TaskMetric`]: its name and direction.
+    Custom {
+        /// Name in reports and logs.
+        name: String,
+        /// True when larger values are better (for Delta-m, early stopping, best checkpoint).
+        higher_is_better: bool,
+    },
 }
 
 impl Metric {
-    /// Short lower-case name (`accuracy`, `mse`, `mae`, `rmse`).
-    pub fn name(self) -> &'static str {
+    /// The key of a user's metric called `name`.
+    pub fn custom(name: impl Into<String>, higher_is_better: bool) -> Self {
+        Metric::Custom {
+            name: name.into(),
+            higher_is_better,
+        }
+    }
+
+    /// Short lower-case name (`accuracy`, `mse`, `mae`, `rmse`, `top5_accuracy`, `f1`, `map`,
+    /// or a custom metric's own).
+    pub fn name(&self) -> String {
         match self {
-            Metric::Accuracy => "accuracy",
-            Metric::Mse => "mse",
-            Metric::Mae => "mae",
-            Metric::Rmse => "rmse",
+            Metric::Accuracy => "accuracy".into(),
+            Metric::Mse => "mse".into(),
+            Metric::Mae => "mae".into(),
+            Metric::Rmse => "rmse".into(),
+            Metric::TopKAccuracy(k) => format!("top{k}_accuracy"),
+            Metric::MultiLabelF1 => "f1".into(),
+            Metric::MeanAveragePrecision => "map".into(),
+            Metric::Custom { name, .. } => name.clone(),
         }
     }
 
     /// True when larger values are better.
-    pub fn higher_is_better(self) -> bool {
-        matches!(self, Metric::Accuracy)
+    pub fn higher_is_better(&self) -> bool {
+        match self {
+            Metric::Accuracy
+            | Metric::TopKAccuracy(_)
+            | Metric::MultiLabelF1
+            | Metric::MeanAveragePrecision => true,
+            Metric::Mse | Metric::Mae | Metric::Rmse => false,
+            Metric::Custom {
+                higher_is_better, ..
+            } => *higher_is_better,
+        }
     }
 
     /// True for metrics on class predictions.
-    pub fn is_classification(self) -> bool {
-        matches!(self, Metric::Accuracy)
+    pub fn is_classification(&self) -> bool {
+        matches!(self, Metric::Accuracy | Metric::TopKAccuracy(_))
     }
 }
 
 impl std::fmt::Display for Metric {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        f.write_str(&self.name())
     }
 }
 
@@ -65,7 +112,8 @@ pub fn delta_m(entries: &[(Metric, f64, f64)]) -> Option<f64> {
         return None;
     }
     let mut total = 0.0;
-    for &(metric, value, baseline) in entries {
+    for (metric, value, baseline) in entries {
+        let (value, baseline) = (*value, *baseline);
         if baseline == 0.0 || !baseline.is_finite() || !value.is_finite() {
             return None;
         }
@@ -125,7 +173,8 @@ impl MetricAccumulator {
         self.samples
     }
 
-    /// The value of `metric` over everything added so far (NaN before any sample).
+    /// The value of `metric` over everything added so far (NaN before any sample, and for
+    /// metrics other than accuracy, MSE, MAE and RMSE).
     pub fn value(&self, metric: Metric) -> f64 {
         let per_value = |sum: f64| {
             if self.values == 0 {
@@ -140,6 +189,7 @@ impl MetricAccumulator {
             Metric::Mse => per_value(self.squared_error),
             Metric::Mae => per_value(self.absolute_error),
             Metric::Rmse => per_value(self.squared_error).sqrt(),
+            _ => f64::NAN,
         }
     }
 }

@@ -60,8 +60,8 @@ impl MultiTaskModel {
             entries.push((
                 format!("task.{}", t.name()),
                 format!(
-                    "loss {:?}, head output {}, stem {}",
-                    t.spec().loss,
+                    "loss {}, head output {}, stem {}",
+                    t.spec().loss.name(),
                     t.head().output_dim(),
                     t.stem().is_some()
                 ),

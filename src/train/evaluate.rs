@@ -5,7 +5,7 @@ use candle_core::{DType, Tensor};
 use super::{EvalReport, TaskData, TaskEvaluation};
 use crate::data::{sequential_batches, Dataset, TargetKind};
 use crate::error::{Error, Result};
-use crate::metrics::MetricAccumulator;
+use crate::metrics::MetricState;
 use crate::model::{representation_for, MultiTaskModel};
 use crate::weighting::InputMode;
 
@@ -17,13 +17,19 @@ pub(crate) fn evaluate(
 ) -> Result<EvalReport> {
     let device = model.device().clone();
     let tasks = model.tasks();
-    let mut accs = vec![MetricAccumulator::default(); tasks.len()];
+    let mut states = tasks
+        .iter()
+        .map(|t| t.spec().metrics.iter().map(|m| m.start()).collect())
+        .collect::<Result<Vec<Vec<Box<dyn MetricState>>>>>()?;
     let mut loss_sums = vec![0.0; tasks.len()];
     let mut counts = vec![0usize; tasks.len()];
     let mut add = |k: usize, pred: &Tensor, target: &Tensor, mask: Option<&Tensor>| -> Result<()> {
         let task = &tasks[k];
-        let (pred, target) = match mask {
-            Some(m) => {
+        // A per-sample mask keeps the labelled rows; a per-label mask (the targets' shape)
+        // goes to the loss and the metrics.
+        let per_label = mask.filter(|m| m.rank() > 1);
+        let (pred, target, per_label) = match mask {
+            Some(m) if per_label.is_none() => {
                 let keep: Vec<u32> = m
                     .to_dtype(DType::F32)?
                     .to_vec1::<f32>()?
@@ -36,20 +42,29 @@ pub(crate) fn evaluate(
                     return Ok(());
                 }
                 let idx = Tensor::new(keep.as_slice(), pred.device())?;
-                (pred.index_select(&idx, 0)?, target.index_select(&idx, 0)?)
+                (
+                    pred.index_select(&idx, 0)?,
+                    target.index_select(&idx, 0)?,
+                    None,
+                )
             }
-            None => (pred.clone(), target.clone()),
+            _ => (pred.clone(), target.clone(), per_label.cloned()),
         };
         let (pred, target) = (&pred, &target);
         let n = target.dims().first().copied().unwrap_or(0);
-        let loss = task.spec().loss.compute(task.name(), pred, target)?;
+        let loss = match &per_label {
+            Some(m) => task
+                .spec()
+                .loss
+                .compute_masked(task.name(), pred, target, m)?,
+            None => task.spec().loss.compute(task.name(), pred, target)?,
+        };
         loss_sums[k] += f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?) * n as f64;
         counts[k] += n;
-        if task.spec().loss.is_classification() {
-            accs[k].add_classification(task.name(), pred, target)
-        } else {
-            accs[k].add_regression(task.name(), pred, target)
+        for state in &mut states[k] {
+            state.add(task.name(), pred, target, per_label.as_ref())?;
         }
+        Ok(())
     };
     let no_target =
         |k: usize| Error::DataMismatch(format!("no target for task '{}'", tasks[k].name()));
@@ -84,9 +99,10 @@ pub(crate) fn evaluate(
             loss: loss_sums[k] / counts[k].max(1) as f64,
             metrics: t
                 .spec()
-                .metrics
-                .iter()
-                .map(|&m| (m, accs[k].value(m)))
+                .metric_keys()
+                .into_iter()
+                .zip(&states[k])
+                .map(|(m, state)| (m, state.value()))
                 .collect(),
             samples: counts[k],
         })

@@ -156,7 +156,9 @@ impl Observer for JsonlLog {
                     .baselines
                     .iter()
                     .map(|(task, m, b)| {
-                        e.task(task).and_then(|t| t.metric(*m)).map(|v| (*m, v, *b))
+                        e.task(task)
+                            .and_then(|t| t.metric(m))
+                            .map(|v| (m.clone(), v, *b))
                     })
                     .collect::<Option<Vec<_>>>()?;
                 crate::metrics::delta_m(&entries)
@@ -247,9 +249,13 @@ impl Observer for CsvLog {
             .iter()
             .flat_map(|e| e.tasks.iter())
             .flat_map(|t| {
-                t.metrics
-                    .iter()
-                    .map(move |(m, _)| (format!("{}_{}", t.task, m.name()), t.task.clone(), *m))
+                t.metrics.iter().map(move |(m, _)| {
+                    (
+                        format!("{}_{}", t.task, m.name()),
+                        t.task.clone(),
+                        m.clone(),
+                    )
+                })
             })
             .collect();
         if !self.epochs_header {
@@ -282,7 +288,7 @@ impl Observer for CsvLog {
                 .eval
                 .as_ref()
                 .and_then(|e| e.task(task))
-                .and_then(|t| t.metric(*metric));
+                .and_then(|t| t.metric(metric));
             cols.push(v.map(csv_number).unwrap_or_default());
         }
         cols.push(r.mean_regularization.map(csv_number).unwrap_or_default());

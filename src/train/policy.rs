@@ -60,7 +60,7 @@ pub(crate) fn from_config(config: &TrainerConfig) -> Vec<Box<dyn EpochPolicy>> {
     {
         policies.push(Box::new(ReduceOnPlateau {
             task: task.clone(),
-            metric: *metric,
+            metric: metric.clone(),
             factor: *factor,
             patience: *patience,
             min_lr: *min_lr,
@@ -84,7 +84,7 @@ pub(crate) fn from_config(config: &TrainerConfig) -> Vec<Box<dyn EpochPolicy>> {
 
 /// The value of `task`'s `metric` in the epoch's evaluation; `field` names the setting that
 /// asked for it in the error.
-fn watched(report: &EpochReport, task: &str, metric: Metric, field: &str) -> Result<f64> {
+fn watched(report: &EpochReport, task: &str, metric: &Metric, field: &str) -> Result<f64> {
     report
         .eval
         .as_ref()
@@ -134,7 +134,7 @@ impl EpochPolicy for ReduceOnPlateau {
         report: &EpochReport,
         cx: &PolicyContext,
     ) -> Result<Vec<EpochAction>> {
-        let value = watched(report, &self.task, self.metric, "watched metric")?;
+        let value = watched(report, &self.task, &self.metric, "watched metric")?;
         self.plateau
             .update(value, self.metric.higher_is_better(), 0.0);
         if self.plateau.stale > self.patience {
@@ -171,7 +171,7 @@ impl EpochPolicy for StopEarly {
         _: &PolicyContext,
     ) -> Result<Vec<EpochAction>> {
         let es = &self.rule;
-        let value = watched(report, &es.task, es.metric, "watched metric")?;
+        let value = watched(report, &es.task, &es.metric, "watched metric")?;
         self.plateau
             .update(value, es.metric.higher_is_better(), es.min_delta);
         Ok(if self.plateau.stale >= es.patience {
@@ -215,7 +215,7 @@ impl EpochPolicy for CheckpointRotation {
             ));
         }
         if let Some((task, metric)) = &policy.best {
-            let value = watched(report, task, *metric, "checkpoint.best")?;
+            let value = watched(report, task, metric, "checkpoint.best")?;
             let better = match self.best {
                 None => true,
                 Some(b) if metric.higher_is_better() => value > b,

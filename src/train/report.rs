@@ -43,10 +43,11 @@ pub struct TaskEvaluation {
 
 impl TaskEvaluation {
     /// The value of `metric`, if the task reports it.
-    pub fn metric(&self, metric: Metric) -> Option<f64> {
+    pub fn metric(&self, metric: impl std::borrow::Borrow<Metric>) -> Option<f64> {
+        let metric = metric.borrow();
         self.metrics
             .iter()
-            .find(|(m, _)| *m == metric)
+            .find(|(m, _)| m == metric)
             .map(|(_, v)| *v)
     }
 }

@@ -134,7 +134,7 @@ impl Trainer {
             .model
             .tasks()
             .iter()
-            .map(|t| (t.name().to_string(), t.spec().metrics.clone()))
+            .map(|t| (t.name().to_string(), t.spec().metric_keys()))
             .collect();
         let state = RunState::from_tensors(&tensors, path, &layout)?;
         let strategy_state: HashMap<String, Vec<f64>> = tensors

@@ -170,9 +170,9 @@ fn evals_from_tensor(
         for (name, metrics) in tasks {
             let (loss, samples) = (row[at], row[at + 1]);
             at += 2;
-            let values = metrics.iter().map(|&m| {
+            let values = metrics.iter().map(|m| {
                 at += 1;
-                (m, row[at - 1])
+                (m.clone(), row[at - 1])
             });
             evals.push(TaskEvaluation {
                 task: name.clone(),
@@ -377,7 +377,7 @@ mod tests {
                 .map(|(name, metrics)| TaskEvaluation {
                     task: name.clone(),
                     loss: x,
-                    metrics: metrics.iter().map(|&m| (m, x / 2.0)).collect(),
+                    metrics: metrics.iter().map(|m| (m.clone(), x / 2.0)).collect(),
                     samples: 100,
                 })
                 .collect();
