@@ -4,23 +4,25 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
+use candle_mtl::data::DatasetExt;
 use candle_mtl::metrics::MetricState;
 use candle_mtl::prelude::*;
-use candle_mtl::task::{regression_prediction, BinaryCrossEntropy, TargetForm};
+use candle_mtl::task::{regression_prediction, BinaryCrossEntropy, Huber, TargetForm};
 use candle_mtl::train::{EarlyStopping, JsonlLog};
 use candle_mtl::weighting::UPGrad;
 use common::{cls_reg_dataset, fixture, mlp_tasks, temp_dir};
 
-/// Huber loss whose samples are weighted by `1 + value / scale` (larger digits count more).
+/// Huber loss whose samples are weighted by `1 + value / scale` (larger digits count more),
+/// composed from the crate's own `Huber`.
 #[derive(Debug)]
 struct WeightedHuber {
-    delta: f64,
+    huber: Huber,
     scale: f64,
 }
 
 impl TaskLoss for WeightedHuber {
     fn name(&self) -> String {
-        format!("weighted-huber(delta={}, scale={})", self.delta, self.scale)
+        format!("weighted-{}(scale={})", self.huber.name(), self.scale)
     }
 
     fn targets(&self) -> TargetForm {
@@ -28,12 +30,8 @@ impl TaskLoss for WeightedHuber {
     }
 
     fn per_sample(&self, task: &str, pred: &Tensor, target: &Tensor) -> Result<Tensor> {
-        let pred = regression_prediction(task, pred, target)?;
-        let error = (&pred - target)?.abs()?;
-        let quadratic = error.clamp(0.0, self.delta)?;
-        let huber = ((quadratic.sqr()? * 0.5)? + ((&error - &quadratic)? * self.delta)?)?;
         let weight = target.affine(1.0 / self.scale, 1.0)?;
-        Ok((huber * weight)?)
+        Ok((self.huber.per_sample(task, pred, target)? * weight)?)
     }
 
     fn default_metrics(&self) -> Vec<Metric> {
@@ -95,7 +93,7 @@ fn value_spec() -> TaskSpec {
     TaskSpec::new(
         "value",
         WeightedHuber {
-            delta: 1.0,
+            huber: Huber::default(),
             scale: 9.0,
         },
     )
@@ -165,7 +163,7 @@ fn a_users_loss_and_metric_train_with_a_gradient_strategy_log_and_stop_early() {
     let batch = test.batch(&all, &Device::Cpu).unwrap();
     let preds = trainer.model().forward_all(&batch.inputs, false).unwrap();
     let spec_loss = WeightedHuber {
-        delta: 1.0,
+        huber: Huber::default(),
         scale: 9.0,
     }
     .compute(
@@ -265,6 +263,16 @@ fn multi_label_bits_learn_with_per_label_masks() {
             e.train_losses
         );
     }
+
+    // Read one sample at a time (a concatenation), a per-label mask cannot be kept: refused,
+    // never trained on the placeholders.
+    let joined = train.clone().concat(test.clone()).unwrap();
+    let err = trainer
+        .fit(TaskData::Shared(&joined), None, 1, &mut |_| Ok(()))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("'bits'") && err.contains("per-label"), "{err}");
 }
 
 #[test]
@@ -302,6 +310,22 @@ fn mismatched_losses_metrics_and_targets_are_refused_with_the_task_named() {
     .unwrap()
     .to_string();
     assert!(err.contains("'age'") && err.contains("median_ae"), "{err}");
+    // Class indices given to a multi-label loss: the task and both shapes are named.
+    let mnist = fixture();
+    let train = cls_reg_dataset(&mnist.test);
+    let model = mlp_tasks(
+        0,
+        width,
+        &[(TaskSpec::new("digit", BinaryCrossEntropy::new()), 10)],
+    );
+    let mut trainer =
+        Trainer::new(model, Box::new(Equal::sum()), TrainerConfig::default()).unwrap();
+    let err = trainer
+        .fit(TaskData::Shared(&train), None, 1, &mut |_| Ok(()))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("'digit'") && err.contains("10]"), "{err}");
     // A multi-label target of the wrong width: the task and both shapes are named.
     let pred = Tensor::zeros((5, 3), DType::F32, &Device::Cpu).unwrap();
     let target = Tensor::zeros((5, 4), DType::F32, &Device::Cpu).unwrap();

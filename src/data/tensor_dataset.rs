@@ -308,9 +308,18 @@ impl Dataset for TensorDataset {
             return Ok(None);
         };
         if let Some(mask) = self.label_mask(name) {
-            // A per-label mask: the sample is labelled when any of its labels is.
-            if mask.get(index)?.flatten_all()?.max(0)?.to_scalar::<u8>()? == 0 {
+            let row = mask.get(index)?.flatten_all()?.to_vec1::<u8>()?;
+            if row.iter().all(|&m| m == 0) {
                 return Ok(None);
+            }
+            if row.contains(&0) {
+                // A sample read alone carries no per-label mask: refused rather than
+                // handing on its placeholders as labels.
+                return Err(Error::DataMismatch(format!(
+                    "sample {index} of task '{name}' has some labels masked out; per-label \
+                     masks are kept only in batches read from the TensorDataset itself \
+                     (read_batch, subsets of it), not through per-sample reads (concat, map)"
+                )));
             }
         }
         let row = t.get(index)?;

@@ -168,6 +168,39 @@ impl MetricAccumulator {
         Ok(())
     }
 
+    /// Adds a batch of real-valued predictions against targets, counting only the entries
+    /// whose `mask` (of the targets' shape) is non-zero; masked-out targets may hold any
+    /// placeholder.
+    pub fn add_regression_masked(
+        &mut self,
+        task: &str,
+        pred: &Tensor,
+        target: &Tensor,
+        mask: &Tensor,
+    ) -> Result<()> {
+        let pred = match_regression_shape(task, pred, target)?.to_dtype(DType::F32)?;
+        if mask.dims() != target.dims() {
+            return Err(crate::Error::DataMismatch(format!(
+                "task '{task}': label mask {:?} does not match the targets {:?}",
+                mask.dims(),
+                target.dims()
+            )));
+        }
+        let keep = mask.to_dtype(DType::F32)?.ne(0f32)?;
+        let target = target.to_dtype(DType::F32)?;
+        let diff = keep.where_cond(&(pred - &target)?, &target.zeros_like()?)?;
+        self.squared_error += f64::from(diff.sqr()?.sum_all()?.to_scalar::<f32>()?);
+        self.absolute_error += f64::from(diff.abs()?.sum_all()?.to_scalar::<f32>()?);
+        let present = keep.to_dtype(DType::F32)?;
+        self.values += present.sum_all()?.to_scalar::<f32>()? as usize;
+        self.samples += present
+            .flatten_from(1)?
+            .max(1)?
+            .sum_all()?
+            .to_scalar::<f32>()? as usize;
+        Ok(())
+    }
+
     /// Number of samples seen.
     pub fn samples(&self) -> usize {
         self.samples

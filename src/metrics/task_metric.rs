@@ -129,11 +129,18 @@ impl MetricState for Accumulated {
         target: &Tensor,
         mask: Option<&Tensor>,
     ) -> Result<()> {
-        refuse_label_mask(task, &self.metric, mask)?;
-        if self.metric.is_classification() {
-            self.sums.add_classification(task, pred, target)
-        } else {
-            self.sums.add_regression(task, pred, target)
+        match mask {
+            Some(m) if !self.metric.is_classification() => {
+                self.sums.add_regression_masked(task, pred, target, m)
+            }
+            _ => {
+                refuse_label_mask(task, &self.metric, mask)?;
+                if self.metric.is_classification() {
+                    self.sums.add_classification(task, pred, target)
+                } else {
+                    self.sums.add_regression(task, pred, target)
+                }
+            }
         }
     }
 
@@ -148,8 +155,29 @@ pub(super) fn refuse_label_mask(task: &str, metric: &Metric, mask: Option<&Tenso
         None => Ok(()),
         Some(m) => Err(Error::DataMismatch(format!(
             "task '{task}': metric '{metric}' does not read per-label masks (mask {:?}); \
-             multi-label metrics (f1, map) do",
+             the multi-label and regression metrics do",
             m.dims()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn regression_errors_count_only_present_labels() -> Result<()> {
+        let dev = Device::Cpu;
+        let pred = Tensor::new(&[[1f32, 2.0], [3.0, 4.0]], &dev)?;
+        let target = Tensor::new(&[[0f32, f32::NAN], [3.0, 6.0]], &dev)?;
+        let mask = Tensor::new(&[[1u8, 0], [1, 1]], &dev)?;
+        let mut mae = Metric::Mae.start()?;
+        mae.add("pose", &pred, &target, Some(&mask))?;
+        assert_eq!(mae.value(), (1.0 + 0.0 + 2.0) / 3.0);
+        let mut acc = Metric::Accuracy.start()?;
+        let err = acc.add("pose", &pred, &target, Some(&mask)).unwrap_err();
+        assert!(err.to_string().contains("'pose'"), "{err}");
+        Ok(())
     }
 }

@@ -16,7 +16,7 @@ use crate::metrics::Metric;
 /// | name | default | range | meaning |
 /// | --- | --- | --- | --- |
 /// | `gamma` | 2.0 | finite, >= 0 | focusing exponent |
-/// | `alpha` | 1.0 | finite, > 0 | overall scale (the paper's class-balance factor) |
+/// | `alpha` | 1.0 | finite, > 0 | one scale for every class (the paper's `α_t` with the same value for all classes; scale-invariant strategies such as UPGrad ignore it) |
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FocalLoss {
@@ -121,6 +121,31 @@ mod tests {
             epsilon = 1e-6
         );
         assert!(FocalLoss::new(-1.0, 1.0).is_err() && FocalLoss::new(2.0, 0.0).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn focal_tags_steps_and_masks_whole_samples() -> Result<()> {
+        let dev = Device::Cpu;
+        // Two sequences of three steps over two classes; the second sequence is unlabelled
+        // and holds placeholder classes out of range.
+        let logits = Tensor::new(
+            &[
+                [[1.0f32, 0.0], [0.0, 2.0], [0.5, 0.5]],
+                [[3.0, 0.0], [0.0, 1.0], [1.0, 1.0]],
+            ],
+            &dev,
+        )?;
+        let tags = Tensor::new(&[[0u32, 1, 0], [9, 9, 9]], &dev)?;
+        let mask = Tensor::new(&[1u8, 0], &dev)?;
+        let focal = FocalLoss::default();
+        let masked = focal.compute_masked("tags", &logits, &tags, &mask)?;
+        let first = focal.compute("tags", &logits.narrow(0, 0, 1)?, &tags.narrow(0, 0, 1)?)?;
+        assert_abs_diff_eq!(
+            masked.to_scalar::<f32>()?,
+            first.to_scalar::<f32>()?,
+            epsilon = 1e-7
+        );
         Ok(())
     }
 

@@ -77,9 +77,10 @@ pub trait TaskLoss: std::fmt::Debug + Send + Sync {
 
     /// The mean loss over the labelled part of the batch: `mask` is `(N,)` (one entry per
     /// sample) or of the target's shape (one per label), non-zero where a label is present.
-    /// Unlabelled targets may hold any placeholder; they are replaced before the loss is
-    /// computed, so no NaN reaches the loss or its gradient. With nothing labelled the loss
-    /// is 0 (a constant).
+    /// Unlabelled targets may hold any placeholder (NaN included): they are replaced by 0
+    /// (class 0) before [`per_sample`](TaskLoss::per_sample) sees them, and their losses are
+    /// weighted by 0, so a loss that is finite at that zero target keeps NaN out of the loss
+    /// and its gradient. With nothing labelled the loss is 0 (a constant).
     fn compute_masked(
         &self,
         task: &str,
@@ -121,6 +122,9 @@ pub(crate) fn masked_mean<L: TaskLoss + ?Sized>(
         broadcast_over(&keep, &per)?.to_dtype(per.dtype())?
     } else if per.dims() == target.dims() {
         keep_target.to_dtype(per.dtype())?
+    } else if per.elem_count() == keep_target.elem_count() {
+        // Per-step losses flattened `(N*T,)` against targets `(N, T)` (tagging).
+        keep_target.reshape(per.shape())?.to_dtype(per.dtype())?
     } else {
         return Err(Error::DataMismatch(format!(
             "task '{task}': loss '{}' gives losses of shape {:?}, which a label mask {:?} does \

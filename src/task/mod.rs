@@ -152,8 +152,9 @@ impl TaskSpec {
     }
 
     /// Refuses a spec whose metrics do not fit its loss (class metrics on a regression loss,
-    /// or the reverse), cannot start (a custom key without its implementation, top-0), or
-    /// repeat a key; each error names the task.
+    /// or the reverse), cannot start (a custom key without its implementation, top-0), repeat
+    /// a name, or are named `loss`, `samples` or with characters a log column cannot hold;
+    /// each error names the task.
     pub(crate) fn validate(&self) -> Result<()> {
         let task = &self.name;
         let form = self.loss.targets();
@@ -175,14 +176,28 @@ impl TaskSpec {
             m.start().map_err(|e| {
                 Error::config(format!("metrics of task '{task}'"), &key, e.to_string())
             })?;
-            if seen.contains(&key) {
+            let name = key.name();
+            let reason = if seen.contains(&name) {
+                Some("is listed twice (metric names must differ: they are the logs' columns)")
+            } else if name == "loss" || name == "samples" {
+                Some("is a name the reports use for the task's loss or sample count")
+            } else if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            {
+                Some("must be made of ASCII letters, digits, '_', '-' or '.' (a log column)")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
                 return Err(Error::config(
                     format!("metrics of task '{task}'"),
                     &key,
-                    "is listed twice",
+                    reason,
                 ));
             }
-            seen.push(key);
+            seen.push(name);
         }
         Ok(())
     }

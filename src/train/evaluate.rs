@@ -23,6 +23,7 @@ pub(crate) fn evaluate(
         .collect::<Result<Vec<Vec<Box<dyn MetricState>>>>>()?;
     let mut loss_sums = vec![0.0; tasks.len()];
     let mut counts = vec![0usize; tasks.len()];
+    let mut loss_weights = vec![0usize; tasks.len()];
     let mut add = |k: usize, pred: &Tensor, target: &Tensor, mask: Option<&Tensor>| -> Result<()> {
         let task = &tasks[k];
         // A per-sample mask keeps the labelled rows; a per-label mask (the targets' shape)
@@ -51,15 +52,30 @@ pub(crate) fn evaluate(
             _ => (pred.clone(), target.clone(), per_label.cloned()),
         };
         let (pred, target) = (&pred, &target);
-        let n = target.dims().first().copied().unwrap_or(0);
-        let loss = match &per_label {
-            Some(m) => task
-                .spec()
-                .loss
-                .compute_masked(task.name(), pred, target, m)?,
-            None => task.spec().loss.compute(task.name(), pred, target)?,
+        // The loss is a mean over samples, or over present labels with a per-label mask:
+        // weighted by as many, so that the evaluation's loss does not depend on batching.
+        let (loss, weight, n) = match &per_label {
+            Some(m) => {
+                let present = m.to_dtype(DType::F32)?.ne(0f32)?.to_dtype(DType::F32)?;
+                let labels = present.sum_all()?.to_scalar::<f32>()? as usize;
+                let rows = present
+                    .flatten_from(1)?
+                    .max(1)?
+                    .sum_all()?
+                    .to_scalar::<f32>()?;
+                let loss = task
+                    .spec()
+                    .loss
+                    .compute_masked(task.name(), pred, target, m)?;
+                (loss, labels, rows as usize)
+            }
+            None => {
+                let n = target.dims().first().copied().unwrap_or(0);
+                (task.spec().loss.compute(task.name(), pred, target)?, n, n)
+            }
         };
-        loss_sums[k] += f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?) * n as f64;
+        loss_sums[k] += f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?) * weight as f64;
+        loss_weights[k] += weight;
         counts[k] += n;
         for state in &mut states[k] {
             state.add(task.name(), pred, target, per_label.as_ref())?;
@@ -96,7 +112,7 @@ pub(crate) fn evaluate(
         .enumerate()
         .map(|(k, t)| TaskEvaluation {
             task: t.name().to_string(),
-            loss: loss_sums[k] / counts[k].max(1) as f64,
+            loss: loss_sums[k] / loss_weights[k].max(1) as f64,
             metrics: t
                 .spec()
                 .metric_keys()
@@ -162,11 +178,13 @@ pub(crate) fn check_data(
                         .join(", ")
                 ))
             })?;
-        if task.spec().loss.is_classification() {
+        let loss = &task.spec().loss;
+        if loss.is_classification() {
             if info.kind != TargetKind::Classes {
                 return Err(Error::DataMismatch(format!(
-                    "targets of classification task '{}' must be class indices (u32), got {:?}",
+                    "targets of task '{}' (loss {}) must be class indices (u32), got {:?}",
                     task.name(),
+                    loss.name(),
                     info.kind
                 )));
             }

@@ -61,7 +61,7 @@ impl MoDo {
         Ok(s)
     }
 
-    simplex_state_accessors!(lambda, "the weights");
+    simplex_state_accessors!(lambda, "weights");
 
     /// One update from the cross matrix `a = J_1 J_2^T` (K x K); returns the new weights.
     pub fn weights(&mut self, a: &[Vec<f64>]) -> Result<Vec<f64>, String> {

@@ -86,7 +86,7 @@ impl SdmGrad {
         Ok(s)
     }
 
-    simplex_state_accessors!(w, "the inner weights `w`");
+    simplex_state_accessors!(w, "inner weights `w`");
 
     /// One call from the cross matrix `a = J_1 J_2^T` (K x K); returns the weights.
     pub fn weights(&mut self, a: &[Vec<f64>]) -> Result<Vec<f64>, String> {

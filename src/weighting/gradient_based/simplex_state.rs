@@ -49,10 +49,11 @@ impl SimplexState {
 }
 
 /// The public `reset`, `state` and `set_state` of a strategy whose [`SimplexState`] is the
-/// field `$field`, inside the strategy's `impl` block; `$what` names the weights in the docs.
+/// field `$field`, inside the strategy's `impl` block; `$what` names the weights in the docs
+/// (without an article: `weights`).
 macro_rules! simplex_state_accessors {
     ($field:ident, $what:literal) => {
-        #[doc = concat!("Forgets ", $what, "; the next call starts from `1/K`.")]
+        #[doc = concat!("Forgets the ", $what, "; the next call starts from `1/K`.")]
         pub fn reset(&mut self) {
             self.$field.set(None);
         }
@@ -62,7 +63,7 @@ macro_rules! simplex_state_accessors {
             self.$field.get()
         }
 
-        #[doc = concat!("Sets ", $what, " the next call starts from (`None` = `1/K`).")]
+        #[doc = concat!("Sets the ", $what, " the next call starts from (`None` = `1/K`).")]
         pub fn set_state(&mut self, weights: Option<Vec<f64>>) {
             self.$field.set(weights);
         }
