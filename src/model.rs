@@ -313,6 +313,30 @@ impl MultiTaskModel {
         t.head.forward_t(z, train)
     }
 
+    /// Task `task`'s prediction from its representation, its head knowing the batch's
+    /// `target` ([`TaskHead::forward_with_target`]: teacher forcing, decoding length); a
+    /// mismatch the head finds is reported with the task's name.
+    pub fn predict_with_target(
+        &self,
+        task: usize,
+        z: &Tensor,
+        target: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let t = self.tasks.get(task).ok_or_else(|| {
+            Error::DataMismatch(format!(
+                "task index {task} out of range for {} tasks",
+                self.tasks.len()
+            ))
+        })?;
+        t.head
+            .forward_with_target(z, target, train)
+            .map_err(|e| match e {
+                Error::DataMismatch(m) => Error::DataMismatch(format!("task '{}': {m}", t.name())),
+                other => other,
+            })
+    }
+
     /// Every task's prediction for inputs `xs` (single-input mode), in task order.
     pub fn forward_all(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
         if self.has_stems() {

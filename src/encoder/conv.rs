@@ -14,7 +14,7 @@ use crate::params::ParamPath;
 /// | `channels` | `[32, 64]` | output channels of each conv + ReLU + max-pool 2 stage |
 /// | `kernels` | `[]` (3 for every stage) | kernel size of each stage (odd sizes keep the image size with `same_padding`) |
 /// | `same_padding` | true | pad by `kernel / 2` (true) or not at all (false, "valid" convolutions as in LeNet) |
-/// | `hidden` | 128 | size of the final linear layer (+ ReLU): the representation size |
+/// | `hidden` | 128 | size of the final linear layer (+ ReLU): the representation size; 0: no linear layer, the representation is the last feature map `(C, H, W)` flattened (for a [`GraphHead`](crate::head::GraphHead) over its grid) |
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConvNetConfig {
@@ -74,8 +74,9 @@ impl ConvNetConfig {
 #[derive(Debug, Clone)]
 pub struct ConvNet {
     convs: Vec<Conv2d>,
-    fc: Dense,
+    fc: Option<Dense>,
     input_shape: [usize; 3],
+    feature_map: [usize; 3],
 }
 
 impl ConvNet {
@@ -124,12 +125,29 @@ impl ConvNet {
             convs.push(conv);
             c = out;
         }
-        let fc = Dense::new(c * h * w, config.hidden, &path.pp("fc"))?;
+        let fc = match config.hidden {
+            0 => None,
+            hidden => Some(Dense::new(c * h * w, hidden, &path.pp("fc"))?),
+        };
         Ok(Self {
             convs,
             fc,
             input_shape: [config.in_channels, config.height, config.width],
+            feature_map: [c, h, w],
         })
+    }
+
+    /// Shape `(C, H, W)` of the last convolution stage's output (the representation, flattened
+    /// channel by channel, when `hidden` is 0).
+    pub fn feature_map_shape(&self) -> [usize; 3] {
+        self.feature_map
+    }
+
+    fn finish(&self, h: &Tensor) -> Result<Tensor> {
+        match &self.fc {
+            Some(fc) => fc.forward_fused(&h.flatten_from(1)?, true),
+            None => Ok(h.flatten_from(1)?),
+        }
     }
 }
 
@@ -146,33 +164,43 @@ impl SharedEncoder for ConvNet {
         for conv in &self.convs {
             h = conv.forward_fused(&h, true, Some(2))?;
         }
-        self.fc.forward_fused(&h.flatten_from(1)?, true)
+        self.finish(&h)
     }
 
     fn output_dim(&self) -> usize {
-        self.fc.out_dim()
+        match &self.fc {
+            Some(fc) => fc.out_dim(),
+            None => self.feature_map.iter().product(),
+        }
     }
 
     fn layer_groups(&self) -> Vec<String> {
         let mut groups: Vec<String> = (0..self.convs.len()).map(|i| format!("conv{i}")).collect();
-        groups.push("fc".into());
+        if self.fc.is_some() {
+            groups.push("fc".into());
+        }
         groups
     }
 }
 
 impl super::StagedEncoder for ConvNet {
-    /// One stage per convolution block (conv, ReLU, max-pool), then the fully connected one.
+    /// One stage per convolution block (conv, ReLU, max-pool), then the fully connected one
+    /// (without it, the last block's output is flattened).
     fn num_stages(&self) -> usize {
-        self.convs.len() + 1
+        self.convs.len() + usize::from(self.fc.is_some())
     }
 
     fn forward_stage(&self, stage: usize, h: &Tensor, _train: bool) -> Result<Tensor> {
-        match self.convs.get(stage) {
-            Some(conv) => conv.forward_fused(h, true, Some(2)),
-            None if stage == self.convs.len() => self.fc.forward_fused(&h.flatten_from(1)?, true),
-            None => Err(Error::DataMismatch(format!(
+        let last = self.num_stages() - 1;
+        match (self.convs.get(stage), &self.fc) {
+            (Some(conv), None) if stage == last => {
+                Ok(conv.forward_fused(h, true, Some(2))?.flatten_from(1)?)
+            }
+            (Some(conv), _) => conv.forward_fused(h, true, Some(2)),
+            (None, Some(_)) if stage == last => self.finish(h),
+            _ => Err(Error::DataMismatch(format!(
                 "stage {stage} of a ConvNet with {} stages",
-                self.convs.len() + 1
+                self.num_stages()
             ))),
         }
     }

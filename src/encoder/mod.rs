@@ -5,6 +5,7 @@
 //! gradients gradient-based weighting strategies compare.
 
 mod conv;
+mod graph;
 mod mlp;
 mod recurrent;
 mod resnet;
@@ -12,6 +13,7 @@ mod stem;
 mod transformer;
 
 pub use conv::{ConvNet, ConvNetConfig};
+pub use graph::{GraphEncoder, GraphEncoderConfig};
 pub use mlp::{Mlp, MlpConfig};
 pub use recurrent::{CellKind, Recurrent, RecurrentConfig, SequenceOutput};
 pub use resnet::{ResNet, ResNetConfig, ResNetStem};

@@ -4,13 +4,17 @@
 //! loss and metrics that go with it are declared by the [`TaskSpec`](crate::task::TaskSpec) it
 //! is paired with.
 
+mod graph;
 mod linear;
 mod log_softmax;
 mod mlp;
+mod seq2seq;
 
+pub use graph::{GraphHead, GraphHeadConfig, NodeLayout, Readout};
 pub use linear::LinearHead;
 pub use log_softmax::LogSoftmaxHead;
 pub use mlp::MlpHead;
+pub use seq2seq::{GruDecoderHead, Seq2SeqConfig};
 
 use candle_core::Tensor;
 
@@ -24,6 +28,14 @@ pub trait TaskHead: Send + Sync {
     /// Predicts from a representation. `train` is true during training steps.
     fn forward_t(&self, z: &Tensor, train: bool) -> Result<Tensor>;
 
+    /// Predicts knowing the batch's targets, as the trainer does in training steps and
+    /// evaluation: a sequence decoder uses them for teacher forcing (`train`) or for the
+    /// number of steps to decode. The default ignores them.
+    fn forward_with_target(&self, z: &Tensor, target: &Tensor, train: bool) -> Result<Tensor> {
+        let _ = target;
+        self.forward_t(z, train)
+    }
+
     /// Size of the representation this head reads; checked against the encoder at build time.
     fn input_dim(&self) -> usize;
 
@@ -34,6 +46,9 @@ pub trait TaskHead: Send + Sync {
 impl<H: TaskHead + ?Sized> TaskHead for Box<H> {
     fn forward_t(&self, z: &Tensor, train: bool) -> Result<Tensor> {
         (**self).forward_t(z, train)
+    }
+    fn forward_with_target(&self, z: &Tensor, target: &Tensor, train: bool) -> Result<Tensor> {
+        (**self).forward_with_target(z, target, train)
     }
     fn input_dim(&self) -> usize {
         (**self).input_dim()

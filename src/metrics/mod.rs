@@ -2,6 +2,7 @@
 //! the [`TaskMetric`] trait a metric implements (built-in or a user's own), and Delta-m.
 
 mod multi_label;
+mod sequence;
 mod task_metric;
 mod top_k;
 
@@ -35,6 +36,17 @@ pub enum Metric {
     /// Mean over labels of the average precision of the logits' ranking (labels without a
     /// positive sample are left out), multi-label targets `(N, L)`.
     MeanAveragePrecision,
+    /// Share of non-`pad` target tokens of sequences `(N, T)` predicted right (arg-max of
+    /// logits `(N, T, V)`).
+    TokenAccuracy {
+        /// The padding token, left out.
+        pad: u32,
+    },
+    /// Share of sequences whose every non-`pad` token (end-of-sequence included) is right.
+    SequenceAccuracy {
+        /// The padding token, left out.
+        pad: u32,
+    },
     /// A user's metric, computed by its own [`TaskMetric`]: its name and direction.
     Custom {
         /// Name in reports and logs.
@@ -54,7 +66,7 @@ impl Metric {
     }
 
     /// Short lower-case name (`accuracy`, `mse`, `mae`, `rmse`, `top5_accuracy`, `f1`, `map`,
-    /// or a custom metric's own).
+    /// `token_accuracy`, `sequence_accuracy`, or a custom metric's own).
     pub fn name(&self) -> String {
         match self {
             Metric::Accuracy => "accuracy".into(),
@@ -64,6 +76,8 @@ impl Metric {
             Metric::TopKAccuracy(k) => format!("top{k}_accuracy"),
             Metric::MultiLabelF1 => "f1".into(),
             Metric::MeanAveragePrecision => "map".into(),
+            Metric::TokenAccuracy { .. } => "token_accuracy".into(),
+            Metric::SequenceAccuracy { .. } => "sequence_accuracy".into(),
             Metric::Custom { name, .. } => name.clone(),
         }
     }
@@ -74,7 +88,9 @@ impl Metric {
             Metric::Accuracy
             | Metric::TopKAccuracy(_)
             | Metric::MultiLabelF1
-            | Metric::MeanAveragePrecision => true,
+            | Metric::MeanAveragePrecision
+            | Metric::TokenAccuracy { .. }
+            | Metric::SequenceAccuracy { .. } => true,
             Metric::Mse | Metric::Mae | Metric::Rmse => false,
             Metric::Custom {
                 higher_is_better, ..
@@ -84,7 +100,13 @@ impl Metric {
 
     /// True for metrics on class predictions.
     pub fn is_classification(&self) -> bool {
-        matches!(self, Metric::Accuracy | Metric::TopKAccuracy(_))
+        matches!(
+            self,
+            Metric::Accuracy
+                | Metric::TopKAccuracy(_)
+                | Metric::TokenAccuracy { .. }
+                | Metric::SequenceAccuracy { .. }
+        )
     }
 }
 

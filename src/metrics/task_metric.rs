@@ -3,6 +3,7 @@
 use candle_core::Tensor;
 
 use super::multi_label::{AveragePrecisionState, F1State};
+use super::sequence::SequenceState;
 use super::top_k::TopKState;
 use super::{Metric, MetricAccumulator};
 use crate::error::{Error, Result};
@@ -84,7 +85,10 @@ impl TaskMetric for Metric {
 
     fn targets(&self) -> Option<TargetForm> {
         match self {
-            Metric::Accuracy | Metric::TopKAccuracy(_) => Some(TargetForm::Classes),
+            Metric::Accuracy
+            | Metric::TopKAccuracy(_)
+            | Metric::TokenAccuracy { .. }
+            | Metric::SequenceAccuracy { .. } => Some(TargetForm::Classes),
             Metric::Mse
             | Metric::Mae
             | Metric::Rmse
@@ -103,6 +107,8 @@ impl TaskMetric for Metric {
             Metric::TopKAccuracy(k) => Box::new(TopKState::new(*k)?),
             Metric::MultiLabelF1 => Box::new(F1State::default()),
             Metric::MeanAveragePrecision => Box::new(AveragePrecisionState::default()),
+            Metric::TokenAccuracy { pad } => Box::new(SequenceState::tokens(*pad)),
+            Metric::SequenceAccuracy { pad } => Box::new(SequenceState::sequences(*pad)),
             Metric::Custom { name, .. } => {
                 return Err(Error::config(
                     "metric",

@@ -14,6 +14,7 @@ mod builtin_loss;
 mod focal;
 mod huber;
 mod loss;
+mod sequence_cross_entropy;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ pub use builtin_loss::Loss;
 pub use focal::FocalLoss;
 pub use huber::Huber;
 pub use loss::{regression_prediction, TargetForm, TaskLoss};
+pub use sequence_cross_entropy::SequenceCrossEntropy;
 
 use crate::error::{Error, Result};
 use crate::metrics::{Metric, TaskMetric};

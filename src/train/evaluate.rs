@@ -88,10 +88,23 @@ pub(crate) fn evaluate(
         TaskData::Shared(ds) => {
             for idx in sequential_batches(ds.len(), batch_size) {
                 let b = ds.read_batch(&idx)?.to_device(&device)?;
-                let preds = model.forward_all(&b.inputs, false)?;
-                for (k, pred) in preds.iter().enumerate() {
-                    let target = b.target(tasks[k].name()).ok_or_else(|| no_target(k))?;
-                    add(k, pred, target, b.label_mask(tasks[k].name()))?;
+                let shared = match model.has_stems() {
+                    false => Some(model.encode(&b.inputs, false)?),
+                    true => None,
+                };
+                for (k, task) in tasks.iter().enumerate() {
+                    let target = b.target(task.name()).ok_or_else(|| no_target(k))?;
+                    let own;
+                    let rep = match &shared {
+                        Some(r) => r,
+                        None => {
+                            own = model.encode_for_task(&b.inputs, k, false)?;
+                            &own
+                        }
+                    };
+                    let pred =
+                        model.predict_with_target(k, representation_for(rep, k)?, target, false)?;
+                    add(k, &pred, target, b.label_mask(task.name()))?;
                 }
             }
         }
@@ -100,8 +113,13 @@ pub(crate) fn evaluate(
                 for idx in sequential_batches(ds.len(), batch_size) {
                     let b = ds.read_batch(&idx)?.to_device(&device)?;
                     let rep = model.encode_for_task(&b.inputs, k, false)?;
-                    let pred = model.predict(k, representation_for(&rep, k)?, false)?;
                     let target = b.target(tasks[k].name()).ok_or_else(|| no_target(k))?;
+                    let pred = model.predict_with_target(
+                        k,
+                        representation_for(&rep, k)?,
+                        target,
+                        false,
+                    )?;
                     add(k, &pred, target, b.label_mask(tasks[k].name()))?;
                 }
             }
