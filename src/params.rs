@@ -323,6 +323,22 @@ impl<'a> ParamPath<'a> {
         self.store.register(self.full_name(name), t)
     }
 
+    /// A buffer drawn from U(-bound, bound) with the store's seeded generator: weights that
+    /// the trainer neither trains nor offers its strategies, updated by their layer itself
+    /// (an adversarial head's discriminator), saved and loaded with the model.
+    pub fn uniform_buffer(&self, name: &str, shape: &[usize], bound: f64) -> Result<Var> {
+        if !(bound.is_finite() && bound >= 0.0) {
+            return Err(Error::config(
+                self.full_name(name),
+                bound,
+                "initialisation bound must be finite and >= 0",
+            ));
+        }
+        let n: usize = shape.iter().product();
+        let t = Tensor::from_vec(self.store.uniform_values(n, bound), shape, &Device::Cpu)?;
+        self.store.register_buffer(self.full_name(name), t)
+    }
+
     /// A buffer filled with `value`: model state that is saved and loaded with the
     /// parameters but never trained (running statistics). The layer updates it with
     /// [`Var::set`].

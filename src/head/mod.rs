@@ -4,12 +4,14 @@
 //! loss and metrics that go with it are declared by the [`TaskSpec`](crate::task::TaskSpec) it
 //! is paired with.
 
+mod adversarial;
 mod graph;
 mod linear;
 mod log_softmax;
 mod mlp;
 mod seq2seq;
 
+pub use adversarial::{AdversarialConfig, AdversarialHead, AdversarialLink, AdversarialLoss};
 pub use graph::{GraphHead, GraphHeadConfig, NodeLayout, Readout};
 pub use linear::LinearHead;
 pub use log_softmax::LogSoftmaxHead;
