@@ -282,6 +282,12 @@ impl<'a> ParamPath<'a> {
     /// A parameter drawn from U(-bound, bound), the rule PyTorch uses by default for linear and
     /// convolution layers with `bound = 1/sqrt(fan_in)`.
     pub fn uniform(&self, name: &str, shape: &[usize], bound: f64) -> Result<Param> {
+        let t = self.uniform_tensor(name, shape, bound)?;
+        self.store.register(self.full_name(name), t)
+    }
+
+    /// Values of `shape` drawn from U(-bound, bound); `name` for the error on a bad bound.
+    fn uniform_tensor(&self, name: &str, shape: &[usize], bound: f64) -> Result<Tensor> {
         if !(bound.is_finite() && bound >= 0.0) {
             return Err(Error::config(
                 self.full_name(name),
@@ -290,9 +296,11 @@ impl<'a> ParamPath<'a> {
             ));
         }
         let n: usize = shape.iter().product();
-        let values = self.store.uniform_values(n, bound);
-        let t = Tensor::from_vec(values, shape, &Device::Cpu)?;
-        self.store.register(self.full_name(name), t)
+        Ok(Tensor::from_vec(
+            self.store.uniform_values(n, bound),
+            shape,
+            &Device::Cpu,
+        )?)
     }
 
     /// A parameter with the given values (row-major, `shape`'s element count).
@@ -327,15 +335,7 @@ impl<'a> ParamPath<'a> {
     /// the trainer neither trains nor offers its strategies, updated by their layer itself
     /// (an adversarial head's discriminator), saved and loaded with the model.
     pub fn uniform_buffer(&self, name: &str, shape: &[usize], bound: f64) -> Result<Var> {
-        if !(bound.is_finite() && bound >= 0.0) {
-            return Err(Error::config(
-                self.full_name(name),
-                bound,
-                "initialisation bound must be finite and >= 0",
-            ));
-        }
-        let n: usize = shape.iter().product();
-        let t = Tensor::from_vec(self.store.uniform_values(n, bound), shape, &Device::Cpu)?;
+        let t = self.uniform_tensor(name, shape, bound)?;
         self.store.register_buffer(self.full_name(name), t)
     }
 
