@@ -304,37 +304,47 @@ impl MultiTaskModel {
 
     /// Task `task`'s prediction from its representation.
     pub fn predict(&self, task: usize, z: &Tensor, train: bool) -> Result<Tensor> {
-        let t = self.tasks.get(task).ok_or_else(|| {
+        let t = self.task_entry(task)?;
+        named(t, t.head.forward_t(z, train))
+    }
+
+    fn task_entry(&self, task: usize) -> Result<&Task> {
+        self.tasks.get(task).ok_or_else(|| {
             Error::DataMismatch(format!(
                 "task index {task} out of range for {} tasks",
                 self.tasks.len()
             ))
-        })?;
-        t.head.forward_t(z, train)
+        })
     }
 
-    /// Task `task`'s prediction from its representation, its head knowing the batch's
-    /// `target` ([`TaskHead::forward_with_target`]: teacher forcing, decoding length); a
-    /// mismatch the head finds is reported with the task's name.
+    /// Task `task`'s prediction in a training pass, its head knowing the batch's `target`
+    /// and label `mask` ([`TaskHead::forward_with_target`]: teacher forcing, state of its own).
     pub fn predict_with_target(
         &self,
         task: usize,
         z: &Tensor,
         target: &Tensor,
+        mask: Option<&Tensor>,
         train: bool,
     ) -> Result<Tensor> {
-        let t = self.tasks.get(task).ok_or_else(|| {
-            Error::DataMismatch(format!(
-                "task index {task} out of range for {} tasks",
-                self.tasks.len()
-            ))
-        })?;
-        t.head
-            .forward_with_target(z, target, train)
-            .map_err(|e| match e {
-                Error::DataMismatch(m) => Error::DataMismatch(format!("task '{}': {m}", t.name())),
-                other => other,
-            })
+        let t = self.task_entry(task)?;
+        named(t, t.head.forward_with_target(z, target, mask, train))
+    }
+
+    /// Task `task`'s prediction for evaluation against `target`
+    /// ([`TaskHead::forward_for_target`]).
+    pub fn predict_for_target(&self, task: usize, z: &Tensor, target: &Tensor) -> Result<Tensor> {
+        let t = self.task_entry(task)?;
+        named(t, t.head.forward_for_target(z, target))
+    }
+
+    /// Tells every head that a training step ended ([`TaskHead::end_step`]): `applied` when
+    /// the optimiser updated the parameters.
+    pub fn end_step(&self, applied: bool) -> Result<()> {
+        for t in &self.tasks {
+            named(t, t.head.end_step(applied))?;
+        }
+        Ok(())
     }
 
     /// Every task's prediction for inputs `xs` (single-input mode), in task order.
@@ -509,4 +519,12 @@ impl MultiTaskModelBuilder {
             tasks: self.tasks,
         })
     }
+}
+
+/// A head's shape mismatch reported with its task's name.
+fn named<T>(task: &Task, result: Result<T>) -> Result<T> {
+    result.map_err(|e| match e {
+        Error::DataMismatch(m) => Error::DataMismatch(format!("task '{}': {m}", task.name())),
+        other => other,
+    })
 }

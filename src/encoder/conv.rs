@@ -30,7 +30,7 @@ pub struct ConvNetConfig {
     pub kernels: Vec<usize>,
     /// Pad by `kernel / 2` ("same") instead of not at all ("valid").
     pub same_padding: bool,
-    /// Width of the final fully connected layer.
+    /// Width of the final fully connected layer (0: none, the flattened feature map).
     pub hidden: usize,
 }
 
@@ -69,8 +69,11 @@ impl ConvNetConfig {
 ///
 /// With the defaults on 1x28x28 images this is conv 1->32, pool, conv 32->64, pool,
 /// linear 3136->128: the shared feature extractor of PyTorch's "MultiTaskNet" MNIST example.
-/// Input `(N, in_channels, height, width)`, output `(N, hidden)`. Parameters:
-/// `encoder.conv<i>.{weight,bias}` and `encoder.fc.{weight,bias}`.
+/// Input `(N, in_channels, height, width)`, output `(N, hidden)` (with `hidden: 0`, the last
+/// feature map flattened, `(N, C * H * W)`). Parameters: `encoder.conv<i>.{weight,bias}` and,
+/// unless `hidden` is 0, `encoder.fc.{weight,bias}`. With `hidden: 0` the last stage's output
+/// is that wide flattened map: architectures acting between stages (MTAN's attention modules)
+/// then build layers of that width.
 #[derive(Debug, Clone)]
 pub struct ConvNet {
     convs: Vec<Conv2d>,

@@ -11,7 +11,7 @@ use crate::params::ParamPath;
 ///
 /// | name | default | meaning |
 /// | --- | --- | --- |
-/// | `nodes` | — | nodes per graph `V` (smaller graphs: pad with isolated nodes of zero features) |
+/// | `nodes` | — | nodes per graph `V` (every graph has `V` nodes: padding nodes would count in the mean) |
 /// | `features` | — | features per node `F` |
 /// | `kind` | GCN | graph convolution or attention layers |
 /// | `widths` | `[64, 64]` | width of each graph layer; the last is the representation size |

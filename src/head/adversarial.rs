@@ -1,7 +1,7 @@
 //! An adversarial head: a generator decoding the representation, with a discriminator of
 //! its own trained by alternating min-max steps.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use candle_core::{Tensor, Var};
 
@@ -100,6 +100,8 @@ struct Discriminator {
     weights: Vec<Weight>,
     step: Var,
     config: AdversarialConfig,
+    /// The labelled rows `(real, generated)` of the step's first training pass.
+    pending: Mutex<Option<(Tensor, Tensor)>>,
 }
 
 impl Discriminator {
@@ -123,6 +125,7 @@ impl Discriminator {
             weights,
             step: path.buffer("adam_step", &[], 0.0)?,
             config: config.clone(),
+            pending: Mutex::new(None),
         })
     }
 
@@ -142,11 +145,60 @@ impl Discriminator {
         Ok(h.matmul(&w(2).t()?)?.broadcast_add(&w(3))?)
     }
 
+    /// Keeps the labelled rows of a training pass for the step's end, unless a pass of this
+    /// step was noted already (cross-batch and meta-validated steps run several).
+    fn note(&self, real: &Tensor, fake: &Tensor, mask: Option<&Tensor>) -> Result<()> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.is_some() {
+            return Ok(());
+        }
+        let (real, fake) = match mask {
+            Some(m) => {
+                let keep: Vec<u32> = m
+                    .to_dtype(candle_core::DType::F32)?
+                    .to_vec1::<f32>()?
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| **v != 0.0)
+                    .map(|(i, _)| i as u32)
+                    .collect();
+                if keep.is_empty() {
+                    return Ok(());
+                }
+                let idx = Tensor::new(keep.as_slice(), real.device())?;
+                (real.index_select(&idx, 0)?, fake.index_select(&idx, 0)?)
+            }
+            None => (real.clone(), fake.clone()),
+        };
+        *pending = Some((real, fake.detach()));
+        Ok(())
+    }
+
+    /// The noted step: taken when `applied`, forgotten otherwise.
+    fn finish_step(&self, applied: bool) -> Result<()> {
+        let noted = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match noted {
+            Some((real, fake)) if applied => self.train_step(&real, &fake),
+            _ => Ok(()),
+        }
+    }
+
     /// One step on `softplus(-D(real)) + softplus(D(fake))` (the discriminator's
     /// cross-entropy), with Adam.
     fn train_step(&self, real: &Tensor, fake: &Tensor) -> Result<()> {
         let loss = (softplus(&self.logits(real, true)?.neg()?)?.mean_all()?
             + softplus(&self.logits(&fake.detach(), true)?)?.mean_all()?)?;
+        let value = loss.to_scalar::<f32>()?;
+        if !value.is_finite() {
+            return Err(Error::DataMismatch(format!(
+                "the discriminator's loss is {value} (non-finite targets or generated values?); \
+                 its step was not taken"
+            )));
+        }
         let grads = loss.backward()?;
         let t = self.step.as_tensor().to_scalar::<f32>()? as i32 + 1;
         self.step.set(&Tensor::new(t as f32, self.step.device())?)?;
@@ -191,11 +243,13 @@ impl AdversarialLink {
 /// tells the targets from generated outputs (Goodfellow et al., NeurIPS 2014; the
 /// reconstruction-plus-adversarial objective of Pathak et al., "Context Encoders", CVPR 2016).
 ///
-/// The min-max steps alternate: in each training forward pass the head first takes one Adam
-/// step of `D` on `softplus(-D(y)) + softplus(D(G(z)))` (its own optimiser; `D`'s weights are
-/// buffers, which the trainer saves and checkpoints but neither trains nor shows its
-/// strategies), then returns `G(z)`, whose loss ([`AdversarialLoss`]) the trainer weighs like
-/// any task's. Evaluation and prediction take no `D` step. Parameters:
+/// The min-max steps alternate: the trainer updates the generator (and the encoder) on
+/// [`AdversarialLoss`], weighed like any task's loss, with `D` fixed; then, once per applied
+/// training step ([`TaskHead::end_step`]), the head takes one Adam step of `D` on
+/// `softplus(-D(y)) + softplus(D(G(z)))` over the labelled rows of the step's first training
+/// pass (its own optimiser; `D`'s weights are buffers, which the trainer saves and
+/// checkpoints but neither trains nor shows its strategies). A skipped step takes no `D`
+/// step, nor do evaluation and prediction. Parameters:
 /// `heads.<task>.generator.*`; buffers `heads.<task>.discriminator.*`.
 #[derive(Debug, Clone)]
 pub struct AdversarialHead {
@@ -240,21 +294,33 @@ impl TaskHead for AdversarialHead {
         self.generate(z)
     }
 
-    /// In training, one discriminator step against `target` before generating.
-    fn forward_with_target(&self, z: &Tensor, target: &Tensor, train: bool) -> Result<Tensor> {
+    /// Generates, and notes the step's first training batch (its labelled rows) for the
+    /// discriminator's step in [`end_step`](TaskHead::end_step).
+    fn forward_with_target(
+        &self,
+        z: &Tensor,
+        target: &Tensor,
+        mask: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Tensor> {
         let fake = self.generate(z)?;
+        let real = target.to_dtype(fake.dtype())?;
+        if real.dims() != fake.dims() {
+            return Err(Error::DataMismatch(format!(
+                "the adversarial head generates {:?} but the targets are {:?}",
+                fake.dims(),
+                real.dims()
+            )));
+        }
         if train {
-            let real = target.to_dtype(fake.dtype())?;
-            if real.dims() != fake.dims() {
-                return Err(Error::DataMismatch(format!(
-                    "the adversarial head generates {:?} but the targets are {:?}",
-                    fake.dims(),
-                    real.dims()
-                )));
-            }
-            self.discriminator.train_step(&real, &fake)?;
+            self.discriminator.note(&real, &fake, mask)?;
         }
         Ok(fake)
+    }
+
+    /// One discriminator step on the noted batch when the step was applied.
+    fn end_step(&self, applied: bool) -> Result<()> {
+        self.discriminator.finish_step(applied)
     }
 
     fn input_dim(&self) -> usize {
@@ -367,7 +433,10 @@ mod tests {
         };
         let before = gap(&d)?;
         for _ in 0..20 {
-            head.forward_with_target(&z, &real, true)?;
+            head.forward_with_target(&z, &real, None, true)?;
+            // A second pass of the same step (cross-batch, meta-validation) is not noted.
+            head.forward_with_target(&z, &real, None, true)?;
+            head.end_step(true)?;
         }
         assert!(
             gap(&d)? > before + 0.5,
@@ -375,12 +444,16 @@ mod tests {
             gap(&d)?
         );
         assert_eq!(d.step.as_tensor().to_scalar::<f32>()?, 20.0);
-        // No D step outside training.
-        head.forward_with_target(&z, &real, false)?;
+        // No D step outside training, nor for a skipped step.
+        head.forward_with_target(&z, &real, None, false)?;
+        head.end_step(true)?;
+        head.forward_with_target(&z, &real, None, true)?;
+        head.end_step(false)?;
+        head.end_step(true)?;
         assert_eq!(d.step.as_tensor().to_scalar::<f32>()?, 20.0);
         // The generator's loss reaches every generator parameter and no discriminator buffer
         // is among the trainable parameters.
-        let pred = head.forward_with_target(&z, &real, false)?;
+        let pred = head.forward_with_target(&z, &real, None, false)?;
         let grads = loss.compute("img", &pred, &real)?.backward()?;
         let trainable = store.trainable_vars();
         assert_eq!(trainable.len(), 4);
@@ -431,7 +504,8 @@ mod tests {
         let (a, head) = build(1)?;
         let z = Tensor::randn(0f32, 1.0, (8, 4), &Device::Cpu)?;
         let real = Tensor::ones((8, 5), DType::F32, &Device::Cpu)?;
-        head.forward_with_target(&z, &real, true)?;
+        head.forward_with_target(&z, &real, None, true)?;
+        head.end_step(true)?;
         let file = std::env::temp_dir().join(format!("adv-{}.safetensors", std::process::id()));
         a.save(&file)?;
         let (b, other) = build(2)?;
@@ -463,7 +537,7 @@ mod tests {
         let z = Tensor::zeros((2, 4), DType::F32, &Device::Cpu)?;
         let wrong = Tensor::zeros((2, 7), DType::F32, &Device::Cpu)?;
         let err = head
-            .forward_with_target(&z, &wrong, true)
+            .forward_with_target(&z, &wrong, None, true)
             .unwrap_err()
             .to_string();
         assert!(err.contains("[2, 5]") && err.contains("[2, 7]"), "{err}");

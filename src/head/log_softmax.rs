@@ -28,11 +28,30 @@ impl<H: TaskHead> LogSoftmaxHead<H> {
     }
 }
 
+/// Log-softmax over the last dimension.
+fn log_probabilities(logits: Tensor) -> Result<Tensor> {
+    let last = logits.rank().saturating_sub(1);
+    Ok(candle_nn::ops::log_softmax(&logits, last)?)
+}
+
 impl<H: TaskHead> TaskHead for LogSoftmaxHead<H> {
     fn forward_t(&self, z: &Tensor, train: bool) -> Result<Tensor> {
-        let logits = self.inner.forward_t(z, train)?;
-        let last = logits.rank().saturating_sub(1);
-        Ok(candle_nn::ops::log_softmax(&logits, last)?)
+        log_probabilities(self.inner.forward_t(z, train)?)
+    }
+    fn forward_with_target(
+        &self,
+        z: &Tensor,
+        target: &Tensor,
+        mask: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Tensor> {
+        log_probabilities(self.inner.forward_with_target(z, target, mask, train)?)
+    }
+    fn forward_for_target(&self, z: &Tensor, target: &Tensor) -> Result<Tensor> {
+        log_probabilities(self.inner.forward_for_target(z, target)?)
+    }
+    fn end_step(&self, applied: bool) -> Result<()> {
+        self.inner.end_step(applied)
     }
     fn input_dim(&self) -> usize {
         self.inner.input_dim()

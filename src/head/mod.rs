@@ -30,12 +30,36 @@ pub trait TaskHead: Send + Sync {
     /// Predicts from a representation. `train` is true during training steps.
     fn forward_t(&self, z: &Tensor, train: bool) -> Result<Tensor>;
 
-    /// Predicts knowing the batch's targets, as the trainer does in training steps and
-    /// evaluation: a sequence decoder uses them for teacher forcing (`train`) or for the
-    /// number of steps to decode. The default ignores them.
-    fn forward_with_target(&self, z: &Tensor, target: &Tensor, train: bool) -> Result<Tensor> {
-        let _ = target;
+    /// Predicts in a training pass knowing the batch's targets (and its per-sample label
+    /// mask, when some labels are missing): every forward pass the trainer runs to compute or
+    /// compare training losses. A sequence decoder uses the targets for teacher forcing; a
+    /// head with state of its own may note the batch here for [`end_step`](Self::end_step).
+    /// `train` is the mode (dropout, batch statistics). The default ignores the targets.
+    fn forward_with_target(
+        &self,
+        z: &Tensor,
+        target: &Tensor,
+        mask: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Tensor> {
+        let _ = (target, mask);
         self.forward_t(z, train)
+    }
+
+    /// Predicts for evaluation, knowing the targets' shape but not reading their values (a
+    /// sequence decoder decodes as many steps as the targets have). The default is
+    /// `forward_t(z, false)`.
+    fn forward_for_target(&self, z: &Tensor, target: &Tensor) -> Result<Tensor> {
+        let _ = target;
+        self.forward_t(z, false)
+    }
+
+    /// Called once per training step after the optimiser's update (`applied`), or after a
+    /// step that was skipped or failed (`!applied`): where a head updates state of its own,
+    /// such as an adversarial head's discriminator. The default does nothing.
+    fn end_step(&self, applied: bool) -> Result<()> {
+        let _ = applied;
+        Ok(())
     }
 
     /// Size of the representation this head reads; checked against the encoder at build time.
@@ -49,8 +73,20 @@ impl<H: TaskHead + ?Sized> TaskHead for Box<H> {
     fn forward_t(&self, z: &Tensor, train: bool) -> Result<Tensor> {
         (**self).forward_t(z, train)
     }
-    fn forward_with_target(&self, z: &Tensor, target: &Tensor, train: bool) -> Result<Tensor> {
-        (**self).forward_with_target(z, target, train)
+    fn forward_with_target(
+        &self,
+        z: &Tensor,
+        target: &Tensor,
+        mask: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Tensor> {
+        (**self).forward_with_target(z, target, mask, train)
+    }
+    fn forward_for_target(&self, z: &Tensor, target: &Tensor) -> Result<Tensor> {
+        (**self).forward_for_target(z, target)
+    }
+    fn end_step(&self, applied: bool) -> Result<()> {
+        (**self).end_step(applied)
     }
     fn input_dim(&self) -> usize {
         (**self).input_dim()

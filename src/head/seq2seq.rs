@@ -84,8 +84,12 @@ impl Seq2SeqConfig {
                 return bad(field, t.to_string(), "must be a token below vocab");
             }
         }
-        if self.eos == self.pad || self.bos == self.pad {
-            return bad("pad", self.pad.to_string(), "must differ from bos and eos");
+        if self.eos == self.pad || self.bos == self.pad || self.bos == self.eos {
+            return bad(
+                "pad",
+                self.pad.to_string(),
+                "bos, eos and pad must be three different tokens",
+            );
         }
         Ok(())
     }
@@ -96,8 +100,8 @@ impl Seq2SeqConfig {
 /// initial state is `tanh(W z + b)`, each step reads the previous token's embedding next to
 /// `z`, and a linear layer gives the step's logits.
 ///
-/// Training (with the batch's targets `(N, T)`) uses teacher forcing: step `t` reads the
-/// target token `t - 1` (`bos` first). Evaluation with targets decodes greedily for `T` steps,
+/// Every training pass (with the batch's targets `(N, T)`) uses teacher forcing: step `t`
+/// reads the target token `t - 1` (`bos` first). Evaluation decodes greedily for `T` steps,
 /// feeding back its own arg-max; without targets ([`forward_t`](TaskHead::forward_t),
 /// prediction) it decodes `max_len` steps. Targets end with `eos` and are padded with `pad`;
 /// train with [`SequenceCrossEntropy`](crate::task::SequenceCrossEntropy) and report
@@ -206,10 +210,22 @@ impl TaskHead for GruDecoderHead {
         self.decode(z, self.config.max_len, None)
     }
 
-    fn forward_with_target(&self, z: &Tensor, target: &Tensor, train: bool) -> Result<Tensor> {
+    /// Teacher forcing: step `t` reads target token `t - 1`.
+    fn forward_with_target(
+        &self,
+        z: &Tensor,
+        target: &Tensor,
+        _mask: Option<&Tensor>,
+        _train: bool,
+    ) -> Result<Tensor> {
         let tokens = self.checked_target(z, target)?;
-        let steps = tokens.dim(1)?;
-        self.decode(z, steps, train.then_some(&tokens))
+        self.decode(z, tokens.dim(1)?, Some(&tokens))
+    }
+
+    /// Greedy decoding of as many steps as the targets have.
+    fn forward_for_target(&self, z: &Tensor, target: &Tensor) -> Result<Tensor> {
+        let tokens = self.checked_target(z, target)?;
+        self.decode(z, tokens.dim(1)?, None)
     }
 
     fn input_dim(&self) -> usize {
@@ -248,10 +264,10 @@ mod tests {
             &[[0u32, 1, 5, 6], [2, 5, 6, 6], [99, 99, 99, 99]],
             &Device::Cpu,
         )?;
-        let forced = h.forward_with_target(&z, &target, true)?;
+        let forced = h.forward_with_target(&z, &target, None, true)?;
         assert_eq!(forced.dims(), [3, 4, 7]);
         // Greedy decoding of as many steps as the target has: the prediction's first steps.
-        let greedy = h.forward_with_target(&z, &target, false)?;
+        let greedy = h.forward_for_target(&z, &target)?;
         let free = h.forward_t(&z, false)?.narrow(1, 0, 4)?;
         assert_eq!(greedy.to_vec3::<f32>()?, free.to_vec3::<f32>()?);
         // The first step reads bos either way; later steps differ once tokens do.
@@ -269,7 +285,7 @@ mod tests {
         let z = Tensor::randn(0f32, 1.0, (2, 6), &Device::Cpu)?;
         let target = Tensor::new(&[[0u32, 1, 5, 6], [2, 5, 6, 6]], &Device::Cpu)?;
         let loss = SequenceCrossEntropy::new(6);
-        let pred = h.forward_with_target(&z, &target, true)?;
+        let pred = h.forward_with_target(&z, &target, None, true)?;
         let grads = loss.compute("word", &pred, &target)?.backward()?;
         for (name, var) in store.trainable_vars() {
             let g = grads
@@ -295,7 +311,7 @@ mod tests {
         let z = Tensor::zeros((2, 6), DType::F32, &Device::Cpu)?;
         let long = Tensor::zeros((2, 9), DType::U32, &Device::Cpu)?;
         let err = h
-            .forward_with_target(&z, &long, true)
+            .forward_with_target(&z, &long, None, true)
             .unwrap_err()
             .to_string();
         assert!(

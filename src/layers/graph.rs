@@ -145,17 +145,21 @@ fn check_graph(layer: &str, x: &Tensor, adjacency: &Tensor) -> Result<()> {
 }
 
 /// Graph convolution (Kipf & Welling, ICLR 2017): `H' = Â H W + b` with the symmetric
-/// normalisation `Â = D^{-1/2} (A + I) D^{-1/2}`. Parameters: `<path>.linear.{weight,bias}`.
+/// normalisation `Â = D^{-1/2} (A + I) D^{-1/2}`, the bias added after the propagation.
+/// Parameters: `<path>.weight` `(out, in)`, `<path>.bias` (PyTorch's linear initialisation).
 #[derive(Debug, Clone)]
 pub struct GcnLayer {
-    linear: Dense,
+    weight: Param,
+    bias: Param,
 }
 
 impl GcnLayer {
     /// A layer from `in_dim` to `out_dim` features per node.
     pub fn new(in_dim: usize, out_dim: usize, path: &ParamPath) -> Result<Self> {
+        let bound = 1.0 / (in_dim.max(1) as f64).sqrt();
         Ok(Self {
-            linear: Dense::new(in_dim, out_dim, &path.pp("linear"))?,
+            weight: path.uniform("weight", &[out_dim, in_dim], bound)?,
+            bias: path.uniform("bias", &[out_dim], bound)?,
         })
     }
 
@@ -172,11 +176,14 @@ impl GcnLayer {
     pub fn forward(&self, x: &Tensor, normalized: &Tensor) -> Result<Tensor> {
         check_graph("GCN layer", x, normalized)?;
         let (n, v, f) = x.dims3()?;
-        let xw =
-            self.linear
-                .forward(&x.reshape((n * v, f))?)?
-                .reshape((n, v, self.linear.out_dim()))?;
-        Ok(normalized.broadcast_matmul(&xw)?)
+        let w = self.weight.tensor();
+        let xw = x
+            .reshape((n * v, f))?
+            .matmul(&w.t()?)?
+            .reshape((n, v, w.dim(0)?))?;
+        Ok(normalized
+            .broadcast_matmul(&xw)?
+            .broadcast_add(self.bias.tensor())?)
     }
 }
 

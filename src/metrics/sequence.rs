@@ -48,8 +48,20 @@ impl MetricState for SequenceState {
         target: &Tensor,
         mask: Option<&Tensor>,
     ) -> Result<()> {
-        refuse_label_mask(task, &self.metric(), mask)?;
         let (pd, td) = (pred.dims(), target.dims());
+        // A per-step mask of the targets' shape leaves steps out as padding does.
+        let present = match mask {
+            Some(m) if m.dims() == td => Some(
+                m.to_dtype(DType::F32)?
+                    .ne(0f32)?
+                    .to_dtype(DType::U32)?
+                    .to_vec2::<u32>()?,
+            ),
+            other => {
+                refuse_label_mask(task, &self.metric(), other)?;
+                None
+            }
+        };
         if pd.len() != 3 || td.len() != 2 || pd[..2] != td[..] {
             return Err(Error::DataMismatch(format!(
                 "task '{task}': {} needs logits (N, T, V) and tokens (N, T), got predictions \
@@ -59,8 +71,14 @@ impl MetricState for SequenceState {
         }
         let predicted = pred.argmax(2)?.to_vec2::<u32>()?;
         let tokens = target.to_dtype(DType::U32)?.to_vec2::<u32>()?;
-        for (p, t) in predicted.iter().zip(&tokens) {
-            let steps = p.iter().zip(t).filter(|(_, &t)| t != self.pad);
+        for (i, (p, t)) in predicted.iter().zip(&tokens).enumerate() {
+            let keep = |j: usize| present.as_ref().is_none_or(|m| m[i][j] != 0);
+            let steps = p
+                .iter()
+                .zip(t)
+                .enumerate()
+                .filter(|(j, (_, &t))| t != self.pad && keep(*j))
+                .map(|(_, pair)| pair);
             if self.whole_sequences {
                 self.seen += 1;
                 self.right += usize::from(steps.clone().all(|(p, t)| p == t));

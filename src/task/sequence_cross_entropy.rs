@@ -90,8 +90,20 @@ impl TaskLoss for SequenceCrossEntropy {
         }
         check_class_shapes(task, &flat, &tokens)?;
         let vocab = flat.dim(1)? as u32;
-        // Pad (or placeholder) tokens may lie outside the vocabulary: gathered as 0, weighted 0.
+        // The pad token may lie outside the vocabulary (gathered as 0, weighted 0); any other
+        // token there is an error.
         let tokens = tokens.to_dtype(DType::U32)?;
+        let outside = tokens
+            .to_vec1::<u32>()?
+            .into_iter()
+            .find(|&t| t >= vocab && t != self.pad);
+        if let Some(t) = outside {
+            return Err(Error::DataMismatch(format!(
+                "task '{task}': target token {t} is outside the {vocab} tokens of the predictions \
+                 (and is not the pad token {})",
+                self.pad
+            )));
+        }
         let safe = tokens
             .lt(vocab)?
             .where_cond(&tokens, &tokens.zeros_like()?)?;

@@ -102,8 +102,7 @@ pub(crate) fn evaluate(
                             &own
                         }
                     };
-                    let pred =
-                        model.predict_with_target(k, representation_for(rep, k)?, target, false)?;
+                    let pred = model.predict_for_target(k, representation_for(rep, k)?, target)?;
                     add(k, &pred, target, b.label_mask(task.name()))?;
                 }
             }
@@ -114,12 +113,7 @@ pub(crate) fn evaluate(
                     let b = ds.read_batch(&idx)?.to_device(&device)?;
                     let rep = model.encode_for_task(&b.inputs, k, false)?;
                     let target = b.target(tasks[k].name()).ok_or_else(|| no_target(k))?;
-                    let pred = model.predict_with_target(
-                        k,
-                        representation_for(&rep, k)?,
-                        target,
-                        false,
-                    )?;
+                    let pred = model.predict_for_target(k, representation_for(&rep, k)?, target)?;
                     add(k, &pred, target, b.label_mask(tasks[k].name()))?;
                 }
             }

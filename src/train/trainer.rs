@@ -314,6 +314,11 @@ impl Trainer {
             let finished = pipeline.run(&fwd.losses, cx.active, out.grads)?;
             Ok((losses, out.weights, finished))
         })();
+        if computed.is_err() {
+            // The heads forget what they noted for this step (the error, if any, is the
+            // step's own).
+            let _ = self.model.end_step(false);
+        }
         let (losses, weights, finished) = match computed {
             Ok(c) => c,
             Err(Error::NonFinite { .. }) if self.config.non_finite == NonFinitePolicy::Skip => {
@@ -337,6 +342,7 @@ impl Trainer {
         path.before_apply(&mut cx, batch, &finished.grads)?;
         let gradient_stats = cx.stats.take();
         self.optimizer.step(&finished.grads)?;
+        self.model.end_step(true)?;
         if self.path.consults_strategy() {
             let losses_after = if self.losses_after_step {
                 let after = forward(&self.model, batch, &active, false, false)?;

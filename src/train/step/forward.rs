@@ -106,7 +106,7 @@ pub(crate) fn forward(
             z.clone()
         };
         let task = &model.tasks()[k];
-        let pred = model.predict_with_target(k, &head_input, target, train)?;
+        let pred = model.predict_with_target(k, &head_input, target, mask, train)?;
         let loss = match mask {
             Some(m) => task
                 .spec()
