@@ -450,7 +450,21 @@ impl MultiTaskModelBuilder {
             ));
         };
         let encoder_output = encoder.output_dim();
-        let head = build(&self.params.path(&format!("{HEADS_PREFIX}.{name}")))?;
+        // A head's own refusal (an adjacency of the wrong size, a bad configuration) names
+        // the task it was built for.
+        let head =
+            build(&self.params.path(&format!("{HEADS_PREFIX}.{name}"))).map_err(|e| match e {
+                Error::InvalidConfig {
+                    field,
+                    value,
+                    reason,
+                } => Error::InvalidConfig {
+                    field: format!("task '{name}': {field}"),
+                    value,
+                    reason,
+                },
+                other => other,
+            })?;
         if head.input_dim() != encoder_output {
             return Err(Error::HeadInputMismatch {
                 task: name,

@@ -95,6 +95,31 @@ fn a_gcn_head_reads_the_cnn_feature_map_as_a_grid() {
     // Chance is 0.1; the grid head learns, the linear head (which sees positions directly)
     // learns faster on this budget.
     assert!(graph > 0.4 && linear > 0.6, "GCN {graph}, linear {linear}");
+    // An adjacency that does not fit the feature map: refused, naming the task and shapes.
+    let err = MultiTaskModel::builder(&Device::Cpu, 2)
+        .encoder(|p| ConvNet::new(&encoder, p))
+        .and_then(|b| {
+            b.task(TaskSpec::classification("digit"), |p| {
+                let layout = NodeLayout::FeatureMap {
+                    channels: 16,
+                    height: 7,
+                    width: 7,
+                };
+                GraphHead::new(
+                    layout,
+                    &Adjacency::grid(6, 6, false)?,
+                    &GraphHeadConfig::new(10),
+                    p,
+                )
+            })
+        })
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("'digit'") && err.contains("[36, 36]") && err.contains("(49, 49)"),
+        "{err}"
+    );
 }
 
 /// `count` random graphs of `nodes` nodes (edge probability drawn per graph in [0.1, 0.5]),

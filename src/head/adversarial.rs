@@ -444,6 +444,18 @@ mod tests {
             gap(&d)?
         );
         assert_eq!(d.step.as_tensor().to_scalar::<f32>()?, 20.0);
+        // Only labelled rows reach the discriminator.
+        let mask = Tensor::new(
+            &[1u8, 0, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0],
+            &Device::Cpu,
+        )?;
+        head.forward_with_target(&z, &real, Some(&mask), true)?;
+        let noted = d.pending.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(
+            noted.map(|(r, f)| (r.dims().to_vec(), f.dims().to_vec())),
+            Some((vec![4, 5], vec![4, 5]))
+        );
+        head.end_step(false)?;
         // No D step outside training, nor for a skipped step.
         head.forward_with_target(&z, &real, None, false)?;
         head.end_step(true)?;
