@@ -72,6 +72,23 @@ fn cut(order: Vec<u32>, batch_size: usize, drop_last: bool) -> Vec<Vec<u32>> {
         .collect()
 }
 
+/// The rows of a per-sample label mask `(N,)` that are labelled (non-zero), as an index
+/// tensor on the mask's device; `None` when no row is.
+pub(crate) fn labelled_rows(mask: &Tensor) -> crate::Result<Option<Tensor>> {
+    let keep: Vec<u32> = mask
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| **v != 0.0)
+        .map(|(i, _)| i as u32)
+        .collect();
+    if keep.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Tensor::new(keep.as_slice(), mask.device())?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,6 +41,7 @@ mod subset;
 mod tensor_dataset;
 mod transform;
 
+pub(crate) use batch::labelled_rows;
 pub use batch::{sequential_batches, shuffled_batches, Batch};
 pub use cifar::{
     load_cifar10, load_cifar100, parse_cifar, write_cifar, Cifar10, Cifar100, CifarKind,

@@ -154,18 +154,9 @@ impl Discriminator {
         }
         let (real, fake) = match mask {
             Some(m) => {
-                let keep: Vec<u32> = m
-                    .to_dtype(candle_core::DType::F32)?
-                    .to_vec1::<f32>()?
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, v)| **v != 0.0)
-                    .map(|(i, _)| i as u32)
-                    .collect();
-                if keep.is_empty() {
+                let Some(idx) = crate::data::labelled_rows(m)? else {
                     return Ok(());
-                }
-                let idx = Tensor::new(keep.as_slice(), real.device())?;
+                };
                 (real.index_select(&idx, 0)?, fake.index_select(&idx, 0)?)
             }
             None => (real.clone(), fake.clone()),

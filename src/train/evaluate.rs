@@ -31,18 +31,9 @@ pub(crate) fn evaluate(
         let per_label = mask.filter(|m| m.rank() > 1);
         let (pred, target, per_label) = match mask {
             Some(m) if per_label.is_none() => {
-                let keep: Vec<u32> = m
-                    .to_dtype(DType::F32)?
-                    .to_vec1::<f32>()?
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, v)| **v != 0.0)
-                    .map(|(i, _)| i as u32)
-                    .collect();
-                if keep.is_empty() {
+                let Some(idx) = crate::data::labelled_rows(m)? else {
                     return Ok(());
-                }
-                let idx = Tensor::new(keep.as_slice(), pred.device())?;
+                };
                 (
                     pred.index_select(&idx, 0)?,
                     target.index_select(&idx, 0)?,
